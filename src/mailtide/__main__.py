@@ -1,0 +1,3 @@
+from mailtide.cli import app
+
+app(prog_name="mailtide")

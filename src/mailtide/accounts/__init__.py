@@ -1,0 +1,1 @@
+"""Account lifecycle: OAuth consent, adding, re-authorising and removing accounts."""

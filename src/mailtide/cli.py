@@ -1,0 +1,173 @@
+"""The `mailtide` command."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+from pathlib import Path
+from typing import Annotated, Literal
+
+import typer
+from rich.console import Console
+
+from mailtide.commands import accounts as accounts_commands
+from mailtide.commands import config as config_commands
+from mailtide.commands import jobs as jobs_commands
+from mailtide.commands import pubsub as pubsub_commands
+from mailtide.commands.backfill_options import backfill_options as backfill_options_command
+from mailtide.commands.emulator import emulator as emulator_command
+from mailtide.commands.serve import serve as serve_command
+from mailtide.commands.status import print_status
+from mailtide.commands.status import status as status_command
+from mailtide.commands.verify import verify as verify_command
+from mailtide.config import ConfigError, Settings, load_settings
+from mailtide.observability.logs import setup_logging
+
+app = typer.Typer(help="mailtide: a complete, queryable local mirror of Gmail mailboxes.", no_args_is_help=True)
+accounts_app = accounts_commands.app
+app.add_typer(accounts_app, name="accounts")
+app.add_typer(config_commands.app, name="config")
+app.add_typer(jobs_commands.app, name="jobs")
+app.add_typer(pubsub_commands.app, name="pubsub")
+app.command("serve")(serve_command)
+app.command("status")(status_command)
+app.command("verify")(verify_command)
+app.command("emulator")(emulator_command)
+accounts_app.command("backfill-options")(backfill_options_command)
+console = Console()
+err_console = Console(stderr=True)
+
+
+def _database_url(db: str | None) -> str | None:
+    """`--db` takes a URL or a plain path to a SQLite file."""
+    if db is None or "://" in db:
+        return db
+    return f"sqlite:///{Path(db).expanduser().resolve()}"
+
+
+def _setup_logging(verbose: bool, log_format: Literal["console", "json"] | None = None) -> None:
+    setup_logging(logging.INFO if verbose else logging.WARNING, log_format or "console", console=err_console)
+
+
+def _settings(ctx: typer.Context, **overrides: object) -> Settings:
+    opts = ctx.obj or {}
+    try:
+        return load_settings(opts.get("config"), database_url=_database_url(opts.get("db")), **overrides)
+    except ConfigError as exc:
+        err_console.print(f"[red]error:[/] {exc}")
+        raise typer.Exit(2) from exc
+
+
+@app.callback()
+def main(
+    ctx: typer.Context,
+    config: Annotated[Path | None, typer.Option("--config", "-c", help="TOML configuration file.")] = None,
+    db: Annotated[str | None, typer.Option("--db", help="Database URL, or a path to a SQLite file.")] = None,
+    verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Log what happens.")] = False,
+    log_format: Annotated[
+        Literal["console", "json"] | None, typer.Option(help="Log lines for people (console) or machines (json).")
+    ] = None,
+) -> None:
+    _setup_logging(verbose, log_format)
+    ctx.obj = {"config": config, "db": db, "verbose": verbose, "log_format": log_format}
+
+
+@app.command()
+def demo(
+    ctx: typer.Context,
+    mbox: Annotated[Path | None, typer.Option(help="Demo this mbox file instead of the bundled mailbox.")] = None,
+    eml_dir: Annotated[Path | None, typer.Option(help="Demo a directory of .eml files.")] = None,
+    concurrency: Annotated[int, typer.Option(min=1, max=64, help="Worker concurrency.")] = 4,
+    seed: Annotated[int, typer.Option(help="Seed of the emulator and the live changes.")] = 7,
+) -> None:
+    """Sync a real mailbox from the bundled emulator end to end and check the mirror converged."""
+    from mailtide.demo import DemoSources, run_demo
+
+    for path in (mbox, eml_dir):
+        if path is not None and not path.exists():
+            err_console.print(f"[red]error:[/] {path} does not exist")
+            raise typer.Exit(2)
+    db = (ctx.obj or {}).get("db")
+    result = asyncio.run(
+        run_demo(
+            DemoSources(mbox=mbox, eml_dir=eml_dir),
+            database_url=_database_url(db),
+            concurrency=concurrency,
+            seed=seed,
+            console=console,
+        )
+    )
+    raise typer.Exit(0 if result.converged else 1)
+
+
+@app.command()
+def migrate(ctx: typer.Context) -> None:
+    """Create or upgrade the database schema (also done automatically at start)."""
+    from mailtide.db.migrate import upgrade_database
+
+    settings = _settings(ctx)
+    upgrade_database(settings.database_url)
+    console.print(f"database {settings.database_url} is up to date")
+
+
+@app.command()
+def sync(
+    ctx: typer.Context,
+    account: Annotated[str, typer.Argument(help="Account email or id.")],
+    backfill: Annotated[
+        bool, typer.Option("--backfill", help="Start a full backfill instead of a history sync.")
+    ] = False,
+    timeout: Annotated[float, typer.Option(help="Give up after this many seconds.")] = 3600,
+) -> None:
+    """Sync one account now and wait until the queue is idle."""
+    settings = _settings(ctx)
+
+    async def run() -> None:
+        from mailtide.store.accounts import AccountNotFound, find_account
+        from mailtide.sync import jobtypes
+        from mailtide.sync.backfill import start_backfill
+
+        async with _runtime(settings) as rt:
+            try:
+                acct = await find_account(rt.engine, account)
+            except AccountNotFound as exc:
+                err_console.print(f"[red]error:[/] {exc}")
+                raise typer.Exit(2) from exc
+            if backfill or acct.history_id is None:
+                await start_backfill(rt.services, acct.id, recovery=acct.history_id is not None, reason="requested")
+            else:
+                await jobtypes.request_history_sync(rt.queue, acct.id)
+            # run_until_idle runs the worker itself and stops it once the queue is idle.
+            await rt.worker().run_until_idle(timeout)
+
+    asyncio.run(run())
+    print_status(settings, queue=True)
+
+
+@app.command()
+def worker(
+    ctx: typer.Context,
+    concurrency: Annotated[int | None, typer.Option(min=1, max=256, help="Jobs run at once.")] = None,
+) -> None:
+    """Run a worker until SIGINT/SIGTERM; in-flight jobs finish or are released on shutdown."""
+    settings = _settings(ctx, worker_concurrency=concurrency)
+
+    async def run() -> None:
+        async with _runtime(settings) as rt:
+            w = rt.worker(periodic=True)
+            loop = asyncio.get_running_loop()
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                loop.add_signal_handler(sig, w.request_stop)
+            console.print(f"worker running (concurrency {settings.worker_concurrency}); Ctrl-C stops")
+            await w.run()
+            await w.stop(grace_seconds=settings.shutdown_grace_seconds)
+
+    asyncio.run(run())
+
+
+def _runtime(settings: Settings):
+    from mailtide.runtime import Runtime
+
+    return Runtime.open(settings)
+

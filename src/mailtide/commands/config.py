@@ -1,0 +1,51 @@
+"""`mailtide config show`: the effective configuration (file + MAILTIDE_* + options), secrets redacted."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import typer
+from pydantic import SecretStr
+
+from mailtide.commands import settings_from_context
+from mailtide.config import Settings
+from mailtide.secrets import REDACTED
+
+app = typer.Typer(help="Inspect the configuration.", no_args_is_help=True)
+
+
+def redacted_settings(settings: Settings) -> dict[str, Any]:
+    """Every setting with its effective value; secrets (and database passwords) replaced."""
+    shown: dict[str, Any] = {}
+    for name in type(settings).model_fields:
+        value = getattr(settings, name)
+        if isinstance(value, SecretStr):
+            value = REDACTED
+        elif name == "database_url":
+            from sqlalchemy.engine import make_url
+
+            url = make_url(value)
+            value = url.render_as_string(hide_password=True) if url.password else value
+        elif isinstance(value, Path):
+            value = str(value)
+        shown[name] = value
+    return shown
+
+
+def _toml_value(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int | float):
+        return repr(value)
+    if isinstance(value, list | tuple):
+        return "[" + ", ".join(_toml_value(v) for v in value) + "]"
+    return json.dumps(str(value))  # a TOML basic string is a JSON string
+
+
+@app.command("show")
+def show(ctx: typer.Context) -> None:
+    """Print the effective configuration as TOML (unset optional keys as comments)."""
+    for name, value in redacted_settings(settings_from_context(ctx)).items():
+        typer.echo(f"# {name} = (not set)" if value is None else f"{name} = {_toml_value(value)}")

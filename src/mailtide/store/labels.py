@@ -1,0 +1,99 @@
+"""Labels of an account."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable
+
+import sqlalchemy as sa
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+
+from mailtide.db.schema import labels, messages
+from mailtide.gmail.models import Label
+from mailtide.mail.charsets import clean_text
+from mailtide.store.sql import now, upsert
+
+
+async def replace_labels(engine: AsyncEngine, account_id: int, listed: list[Label]) -> None:
+    """Make the stored labels equal to labels.list's answer (placeholders for unlisted ids are kept)."""
+    async with engine.begin() as conn:
+        if listed:
+            stmt = upsert(conn, labels)
+            stmt = stmt.on_conflict_do_update(
+                index_elements=[labels.c.account_id, labels.c.id],
+                set_={
+                    "name": stmt.excluded.name,
+                    "type": stmt.excluded.type,
+                    "message_list_visibility": stmt.excluded.message_list_visibility,
+                    "label_list_visibility": stmt.excluded.label_list_visibility,
+                    "placeholder": sa.false(),
+                    "updated_at": stmt.excluded.updated_at,
+                },
+            )
+            await conn.execute(
+                stmt,
+                [
+                    {
+                        "account_id": account_id,
+                        "id": label.id,
+                        "name": clean_text(label.name),
+                        "type": label.type,
+                        "message_list_visibility": label.message_list_visibility,
+                        "label_list_visibility": label.label_list_visibility,
+                        "placeholder": False,
+                        "updated_at": now(),
+                    }
+                    for label in listed
+                ],
+            )
+        gone = (
+            await conn.execute(
+                sa.select(labels.c.id)
+                .where(labels.c.account_id == account_id)
+                .where(labels.c.placeholder.is_(False))
+                .where(labels.c.id.not_in([label.id for label in listed]))
+            )
+        ).scalars().all()
+        for label_id in gone:
+            # A label labels.list stopped returning but mirrored messages still carry (a hidden or
+            # deleted label) stays, as a placeholder keeping its last known name.
+            carried = await _carried_by_a_message(conn, account_id, label_id)
+            stmt = labels.update().values(placeholder=True, updated_at=now()) if carried else labels.delete()
+            await conn.execute(stmt.where(labels.c.account_id == account_id).where(labels.c.id == label_id))
+
+
+async def _carried_by_a_message(conn: AsyncConnection, account_id: int, label_id: str) -> bool:
+    # label_ids is a JSON list of strings; a text match on the quoted id finds it on both backends.
+    quoted = json.dumps(label_id)
+    pattern = "%" + quoted.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
+    row = (
+        await conn.execute(
+            sa.select(messages.c.id)
+            .where(messages.c.account_id == account_id)
+            .where(messages.c.deleted.is_(False))
+            .where(sa.cast(messages.c.label_ids, sa.Text).like(pattern, escape="\\"))
+            .limit(1)
+        )
+    ).first()
+    return row is not None
+
+
+async def ensure_labels(conn: AsyncConnection, account_id: int, label_ids: Iterable[str]) -> None:
+    """Create placeholder rows for label ids a message carries that labels.list did not return."""
+    wanted = set(label_ids)
+    if not wanted:
+        return
+    stmt = upsert(conn, labels).on_conflict_do_nothing(index_elements=[labels.c.account_id, labels.c.id])
+    await conn.execute(
+        stmt,
+        [
+            {"account_id": account_id, "id": lid, "name": lid, "type": "user", "placeholder": True, "updated_at": now()}
+            for lid in sorted(wanted)
+        ],
+    )
+
+
+async def label_ids(engine: AsyncEngine, account_id: int) -> list[str]:
+    async with engine.connect() as conn:
+        rows = await conn.execute(sa.select(labels.c.id).where(labels.c.account_id == account_id))
+        return [r.id for r in rows]

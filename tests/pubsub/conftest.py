@@ -1,0 +1,1 @@
+from realtime_harness import pubsub_emulator  # noqa: F401 - fixtures for this folder

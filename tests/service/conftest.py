@@ -1,0 +1,1 @@
+from service_support import emulator  # noqa: F401 - fixtures for this folder

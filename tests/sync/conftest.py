@@ -1,0 +1,1 @@
+from sync_harness import emulator, harness  # noqa: F401 - fixtures for this folder
