@@ -1,3 +1,3 @@
-from mailtide.cli import app
+from mailtide.cli import run
 
-app(prog_name="mailtide")
+run()

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import signal
+import time
 from pathlib import Path
 from typing import Annotated, Literal
 
@@ -23,6 +24,7 @@ from mailtide.commands.status import status as status_command
 from mailtide.commands.verify import verify as verify_command
 from mailtide.config import ConfigError, Settings, load_settings
 from mailtide.observability.logs import setup_logging
+from mailtide.queue.job_queue import JobQueue
 
 app = typer.Typer(help="mailtide: a complete, queryable local mirror of Gmail mailboxes.", no_args_is_help=True)
 accounts_app = accounts_commands.app
@@ -82,22 +84,26 @@ def demo(
     seed: Annotated[int, typer.Option(help="Seed of the emulator and the live changes.")] = 7,
 ) -> None:
     """Sync a real mailbox from the bundled emulator end to end and check the mirror converged."""
-    from mailtide.demo import DemoSources, run_demo
+    from mailtide.demo import DemoInputError, DemoSources, run_demo
 
     for path in (mbox, eml_dir):
         if path is not None and not path.exists():
             err_console.print(f"[red]error:[/] {path} does not exist")
             raise typer.Exit(2)
     db = (ctx.obj or {}).get("db")
-    result = asyncio.run(
-        run_demo(
-            DemoSources(mbox=mbox, eml_dir=eml_dir),
-            database_url=_database_url(db),
-            concurrency=concurrency,
-            seed=seed,
-            console=console,
+    try:
+        result = asyncio.run(
+            run_demo(
+                DemoSources(mbox=mbox, eml_dir=eml_dir),
+                database_url=_database_url(db),
+                concurrency=concurrency,
+                seed=seed,
+                console=console,
+            )
         )
-    )
+    except DemoInputError as exc:
+        err_console.print(f"[red]error:[/] {exc}")
+        raise typer.Exit(2) from exc
     raise typer.Exit(0 if result.converged else 1)
 
 
@@ -128,6 +134,7 @@ def sync(
         from mailtide.sync import jobtypes
         from mailtide.sync.backfill import start_backfill
 
+        started = time.time()
         async with _runtime(settings) as rt:
             try:
                 acct = await find_account(rt.engine, account)
@@ -138,11 +145,32 @@ def sync(
                 await start_backfill(rt.services, acct.id, recovery=acct.history_id is not None, reason="requested")
             else:
                 await jobtypes.request_history_sync(rt.queue, acct.id)
-            # run_until_idle runs the worker itself and stops it once the queue is idle.
-            await rt.worker().run_until_idle(timeout)
+            # run_until_idle runs the worker itself and stops it once nothing is due or running.
+            try:
+                await rt.worker().run_until_idle(timeout)
+            except TimeoutError:
+                err_console.print(f"[red]error:[/] the sync did not finish within {timeout:.0f} s")
+            return await _unfinished_jobs(rt.queue, acct.id, since=started)
 
-    asyncio.run(run())
+    unfinished = asyncio.run(run())
     print_status(settings, queue=True)
+    if unfinished:
+        err_console.print(f"[red]sync incomplete:[/] {unfinished}")
+        raise typer.Exit(1)
+
+
+async def _unfinished_jobs(queue: JobQueue, account_id: int, *, since: float) -> str | None:
+    """Why the account is not fully synced: jobs waiting out a retry backoff, or jobs that failed during this run."""
+    waiting = await queue.list_jobs(state="queued", account_id=account_id)
+    failed = [j for j in await queue.list_jobs(state="failed", account_id=account_id) if (j.finished_at or 0) >= since]
+    if not waiting and not failed:
+        return None
+    example = next((j for j in waiting + failed if j.last_error), None)
+    reason = (example.last_error or "").strip().splitlines()[-1] if example else "no error recorded"
+    return (
+        f"{len(waiting)} job(s) waiting to retry, {len(failed)} failed; last error: {reason} "
+        "(run `mailtide sync` again later, or see `mailtide jobs list`)"
+    )
 
 
 @app.command()
@@ -171,3 +199,16 @@ def _runtime(settings: Settings):
 
     return Runtime.open(settings)
 
+
+def run() -> None:
+    """The console script: expected operational failures become one clear line, not a traceback."""
+    from sqlalchemy.exc import DBAPIError
+
+    try:
+        app(prog_name="mailtide")
+    except DBAPIError as exc:
+        err_console.print(f"[red]error:[/] database: {exc.orig or exc}")
+        raise SystemExit(1) from None
+    except OSError as exc:  # unreachable database server, port in use, unreadable file ...
+        err_console.print(f"[red]error:[/] {exc}")
+        raise SystemExit(1) from None

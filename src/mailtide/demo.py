@@ -94,6 +94,10 @@ def build_mailbox(state: EmulatorState, sources: DemoSources) -> tuple[Mailbox, 
     return mailbox, [_strip_envelope(f.read_bytes()) for f in arrivals]
 
 
+class DemoInputError(ValueError):
+    """The mailbox given to the demo cannot make a demo."""
+
+
 class LiveChanges:
     """Random but reproducible changes to the emulator's mailbox, as a user's other mail clients make them."""
 
@@ -104,6 +108,9 @@ class LiveChanges:
         self.counts = {"added": 0, "deleted": 0, "relabelled": 0}
         self.project_label = mailbox.create_label("mailtide-demo/followup")
 
+    def describe(self, *, since: dict[str, int]) -> str:
+        return ", ".join(f"{self.counts[k] - since.get(k, 0)} {k}" for k in self.counts)
+
     def round(self, *, adds: int, deletes: int, relabels: int) -> None:
         for _ in range(adds):
             if not self.arrivals:
@@ -111,7 +118,8 @@ class LiveChanges:
             self.mailbox.add_message(self.arrivals.pop(0), label_ids=["INBOX", "UNREAD"])
             self.counts["added"] += 1
         ids = sorted(self.mailbox.message_ids())
-        for mid in self.rng.sample(ids, min(deletes, len(ids))):
+        # Never delete more than a tenth of a (small, user-supplied) mailbox: something must stay to compare.
+        for mid in self.rng.sample(ids, min(deletes, len(ids) // 10)):
             self.mailbox.delete_message(mid)
             self.counts["deleted"] += 1
         ids = sorted(self.mailbox.message_ids())
@@ -146,6 +154,8 @@ async def run_demo(
     mailbox, arrivals = build_mailbox(state, sources)
     changes = LiveChanges(mailbox, arrivals, seed)
     total_at_start = len(mailbox.message_ids())
+    if total_at_start == 0:
+        raise DemoInputError("no messages found in the given mailbox: nothing to demo")
     console.print(f"[bold]mailtide demo[/]: {total_at_start} real messages in the emulator's mailbox for {DEMO_EMAIL}")
 
     with tempfile.TemporaryDirectory(prefix="mailtide-demo-") as tmp, EmulatorServer(state) as server:
@@ -224,12 +234,15 @@ async def _backfill_with_progress(rt: Runtime, account_id: int, changes: LiveCha
         while not run.done():
             account = await get_account(rt.engine, account_id)
             mirrored = await count_messages(rt.engine, account_id)
-            progress.update(task, total=account.messages_total or None, completed=mirrored)
+            # New mail arriving meanwhile can take the count past Gmail's total at the start.
+            total = max(account.messages_total or 0, mirrored) or None
+            progress.update(task, total=total, completed=mirrored)
             if not changed and account.messages_total and mirrored >= account.messages_total // 3:
+                before = dict(changes.counts)
                 changes.round(adds=8, deletes=5, relabels=15)
                 changed = True
                 progress.console.print(
-                    f"  meanwhile on Gmail, at {mirrored} mirrored: 8 new messages, 5 deleted, 15 relabelled"
+                    f"  meanwhile on Gmail, at {mirrored} mirrored: {changes.describe(since=before)}"
                 )
             await asyncio.sleep(0.1)
         progress.update(task, completed=await count_messages(rt.engine, account_id))

@@ -4,8 +4,9 @@ One read-only snapshot shared by `mailtide status`, the HTTP API and the /metric
 three always agree. A handful of aggregate queries, whatever the number of messages or jobs.
 
 Definitions:
-- backfill ETA: messages still to fetch / the rate the Gmail quota allows for messages.get
-  (units per user per minute / units per get): the best case, "at the current quota".
+- backfill ETA: messages still to fetch / the rate the configured Gmail quota profile allows for
+  messages.get (units per user per minute / units per get): the best case, "at the current quota";
+  none with the `unlimited` profile.
 - sync lag: how long the oldest pending real-time work of the account (a history sync, or an
   ingest it asked for) has been waiting to run; 0 when there is none. Parked jobs do not count.
 - oldest queued: how long the longest-waiting due job has been waiting (since it was enqueued
@@ -35,7 +36,7 @@ from mailtide.db.schema import (
 from mailtide.sync import jobtypes
 from mailtide.sync.reauth import PAUSED_THRESHOLD
 
-# The 2026 quota (GMAIL_FACTS.md); used until the configuration names another profile.
+# The 2026 quota (GMAIL_FACTS.md), when no settings are at hand.
 DEFAULT_UNITS_PER_USER_MINUTE = 6_000
 DEFAULT_MESSAGES_GET_UNITS = 20
 
@@ -96,14 +97,15 @@ class Overview:
     taken_at: float
 
 
-def messages_per_second_at_quota(settings: Settings | None) -> float:
-    """The fastest messages.get rate the per-user quota allows.
+def messages_per_second_at_quota(settings: Settings | None) -> float | None:
+    """The fastest messages.get rate the per-user quota allows (None: the profile sets no limit)."""
+    if settings is None:
+        return DEFAULT_UNITS_PER_USER_MINUTE / DEFAULT_MESSAGES_GET_UNITS / 60.0
+    from mailtide.gmail import settings_quota_profile
 
-    Reads `quota_units_per_user_minute` / `quota_messages_get_units` from the settings when the
-    configuration has them (quota profiles), else Gmail's 2026 defaults."""
-    units = getattr(settings, "quota_units_per_user_minute", None) or DEFAULT_UNITS_PER_USER_MINUTE
-    per_get = getattr(settings, "quota_messages_get_units", None) or DEFAULT_MESSAGES_GET_UNITS
-    return float(units) / float(per_get) / 60.0
+    profile = settings_quota_profile(settings)
+    per_second = profile.user_units_per_second
+    return None if per_second is None else per_second / max(1, profile.cost("messages.get"))
 
 
 def _waiting_since() -> sa.ColumnElement[float]:
@@ -185,14 +187,14 @@ async def collect_overview(engine: AsyncEngine, settings: Settings | None = None
 
 
 def _account_overview(row: sa.Row, mirrored: int, paused: int, lag_since: float | None, backfill_active: bool,
-                      rate: float, now: float) -> AccountOverview:
+                      rate: float | None, now: float) -> AccountOverview:
     running = backfill_active or row.status in (STATUS_BACKFILLING, STATUS_NEEDS_BACKFILL)
     total = row.messages_total
     ratio = eta = None
     if total:
         ratio = min(1.0, mirrored / total)
-        if running:
-            eta = max(0, total - mirrored) / rate if rate > 0 else None
+        if running and rate:
+            eta = max(0, total - mirrored) / rate
     elif total == 0:
         ratio = 1.0
     return AccountOverview(

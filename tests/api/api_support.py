@@ -15,9 +15,11 @@ from mailtide.api import create_api
 from mailtide.config import Settings, load_settings
 from mailtide.emulator.server import EmulatorServer
 from mailtide.emulator.state import EmulatorState, Mailbox
+from mailtide.queue.context import QueueJobContext
 from mailtide.runtime import Runtime
 from mailtide.store.accounts import create_account
 from mailtide.sync.backfill import start_backfill
+from mailtide.sync.handlers import build_handlers
 
 EMAIL = "carol@mailtide.test"
 CLIENT_ID, CLIENT_SECRET, REFRESH_TOKEN = "api-client", "api-secret", "carol-refresh-token"
@@ -82,6 +84,12 @@ class Api:
     async def backfill(self) -> None:
         await start_backfill(self.rt.services, self.account_id, recovery=False, reason="test")
         await self.settle()
+
+    async def run_one(self, job_type: str) -> None:
+        """Claim and run one job of this type, as a worker would (to stop a backfill half way)."""
+        [job] = await self.rt.queue.claim("test", limit=1, types=[job_type])
+        await build_handlers(self.rt.services)[job.type](job, QueueJobContext(job, self.rt.queue))
+        assert await self.rt.queue.complete(job)
 
 
 async def open_api(settings: Settings, emulator: Emulator, *, worker_running: bool | None = True,

@@ -31,9 +31,19 @@ async def test_accounts_show_backfill_progress_and_accept_work(api: Api) -> None
     queued = await api.http.post(f"/api/accounts/{api.account_id}/backfill")
     assert queued.status_code == 202 and queued.json()["job"]["type"] == jobtypes.BACKFILL
     assert_error(await api.http.post(f"/api/accounts/{api.account_id}/backfill"), 409, "backfill_active")
+    total = len(api.emulator.message_ids())
+
+    await api.run_one(jobtypes.BACKFILL)  # the first page: 10 ids listed, none fetched yet
+    await api.run_one(jobtypes.INGEST)  # 10 messages mirrored
+    halfway = (await api.http.get(f"/api/accounts/{api.account_id}")).json()
+    assert halfway["status"] == "backfilling" and halfway["messages_mirrored"] == 10
+    # ETA at the 2026 quota: 6,000 units a minute, 20 a message = 5 messages a second.
+    assert halfway["backfill"] | {"started_at": None} == {
+        "running": True, "listed": 10, "total": total, "mirrored": 10, "progress": 10 / total,
+        "eta_seconds": (total - 10) / 5, "started_at": None, "finished_at": None,
+    }
     await api.settle()
 
-    total = len(api.emulator.message_ids())
     [account] = (await api.http.get("/api/accounts")).json()["accounts"]
     assert account["email"] == EMAIL and account["status"] == "normal" and account["action"] is None
     assert account["messages_mirrored"] == total

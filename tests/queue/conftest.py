@@ -3,11 +3,13 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from contextlib import AbstractContextManager, contextmanager
 from typing import Any
 
 import pytest
 import sqlalchemy as sa
+from sqlalchemy import event
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from mailtide.db import create_engine, migrate
@@ -44,3 +46,26 @@ async def url_engine(database_url: str) -> AsyncIterator[AsyncEngine]:
     await migrate(migrated)
     yield migrated
     await migrated.dispose()
+
+
+StatementsSent = Callable[[AsyncEngine], AbstractContextManager[list[str]]]
+
+
+@pytest.fixture
+def statements_sent() -> StatementsSent:
+    """`with statements_sent(engine) as sent:` collects the SQL the engine sends in the block."""
+
+    @contextmanager
+    def collect(engine: AsyncEngine) -> Iterator[list[str]]:
+        sent: list[str] = []
+
+        def record(_conn: Any, _cursor: Any, statement: str, *_args: Any) -> None:
+            sent.append(statement)
+
+        event.listen(engine.sync_engine, "before_cursor_execute", record)
+        try:
+            yield sent
+        finally:
+            event.remove(engine.sync_engine, "before_cursor_execute", record)
+
+    return collect

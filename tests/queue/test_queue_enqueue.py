@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -137,3 +139,17 @@ async def test_payload_round_trips_json(queue: JobQueue, engine: AsyncEngine) ->
     async with engine.connect() as conn:
         stored = (await conn.execute(sa.select(jobs.c.payload).where(jobs.c.id == job.id))).scalar_one()
     assert stored == payload == (await queue.get(job.id)).payload
+
+
+async def test_enqueue_many_sends_one_insert_per_batch(
+    queue: JobQueue, engine: AsyncEngine, statements_sent: Any
+) -> None:
+    unkeyed = [JobSpec("plain", {"n": n}) for n in range(1_200)]
+    keyed = [JobSpec("ingest", {"n": n}, idempotency_key=f"k{n}") for n in range(700)]
+    with statements_sent(engine) as sent:
+        await queue.enqueue_many(unkeyed + keyed)
+    inserts = [s for s in sent if s.lstrip().upper().startswith("INSERT INTO JOBS")]
+    assert len(inserts) == 5  # batches of 500: 500 + 500 + 200 unkeyed, 500 + 200 keyed
+    with statements_sent(engine) as sent:
+        await queue.enqueue(JobSpec("one"))
+    assert len([s for s in sent if s.lstrip().upper().startswith("INSERT INTO JOBS")]) == 1

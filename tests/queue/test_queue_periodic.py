@@ -156,7 +156,7 @@ async def test_prune_job_applies_the_retention_policy(queue: JobQueue, engine: A
     recent_done, _ = await queue.enqueue(JobSpec("recent"))
     old_failed, _ = await queue.enqueue(JobSpec("old_failed"))
     kept_failed, _ = await queue.enqueue(JobSpec("kept_failed"))
-    waiting, _ = await queue.enqueue(JobSpec("waiting"))
+    await queue.enqueue(JobSpec("waiting"))
     async with engine.begin() as conn:
         def finish(ids: list[int], state: str, age: float) -> sa.Update:
             return sa.update(jobs).where(jobs.c.id.in_(ids)).values(state=state, finished_at=now - age)

@@ -7,6 +7,7 @@ what really ran, not on what the database says.
 from __future__ import annotations
 
 import asyncio
+import itertools
 import json
 import os
 import signal
@@ -170,7 +171,7 @@ async def test_many_processes_run_every_job_exactly_once_and_respect_lanes(
     assert len(by_lane) == 7 and sum(len(runs) for runs in by_lane.values()) == job_count // 10
     for lane, runs in by_lane.items():
         runs.sort()
-        overlaps = [(a, b) for a, b in zip(runs, runs[1:], strict=False) if b[0] < a[1]]
+        overlaps = [(a, b) for a, b in itertools.pairwise(runs) if b[0] < a[1]]
         assert overlaps == [], f"lane {lane} ran two jobs at once"
 
     async with queue_on.engine.connect() as conn:

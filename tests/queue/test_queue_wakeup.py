@@ -15,7 +15,7 @@ import pytest
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from mailtide.db import create_engine, migrate
+from mailtide.db import create_engine
 from mailtide.queue import Job, JobContext, JobQueue, JobSpec, LocalWakeUp, Worker, wakeup_for
 from mailtide.queue.pg_listen import PostgresWakeUp
 

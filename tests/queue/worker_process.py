@@ -87,7 +87,9 @@ async def enqueue(args: argparse.Namespace) -> None:
         print("ready", flush=True)
         await asyncio.get_running_loop().run_in_executor(None, sys.stdin.readline)
         results = await asyncio.gather(*(queue.enqueue(JobSpec(RECORD, idempotency_key=key)) for key in args.keys))
-        outcome: dict[str, Any] = {key: [job.id, created] for key, (job, created) in zip(args.keys, results, strict=True)}
+        outcome: dict[str, Any] = {
+            key: [job.id, created] for key, (job, created) in zip(args.keys, results, strict=True)
+        }
         print(json.dumps(outcome), flush=True)
     finally:
         await queue.close()

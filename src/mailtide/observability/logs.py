@@ -77,5 +77,6 @@ def setup_logging(level: int, log_format: LogFormat = "console", *, console: Con
         handler.setFormatter(logging.Formatter("%(name)s: %(message)s"))
     handler.addFilter(RedactTokens())
     logging.basicConfig(level=level, handlers=[handler], force=True)
-    for noisy in ("httpx", "httpcore", "uvicorn.access"):
+    # Libraries that log request details (tokens included, at debug level) stay at warning or above.
+    for noisy in ("httpx", "httpcore", "uvicorn.access", "requests_oauthlib", "oauthlib", "urllib3"):
         logging.getLogger(noisy).setLevel(max(level, logging.WARNING))

@@ -22,20 +22,22 @@ from mailtide.queue.periodic import DailyAt, Every, Schedule
 from mailtide.queue.retention import PRUNE, RetentionPolicy, prune_handler, prune_schedule
 from mailtide.store.accounts import list_accounts
 from mailtide.sync import jobtypes
+from mailtide.sync.poll_fallback import quiet_accounts
 from mailtide.sync.services import SyncServices
+from mailtide.sync.watch import watch_schedules
 
 HISTORY_POLL = "history.poll.gmail"
 LABELS_POLL = "labels.poll.gmail"
 
 
 async def accounts_to_poll(services: SyncServices) -> list[int]:
-    """Accounts the periodic history fallback syncs: every account in normal sync.
+    """Accounts the periodic history fallback syncs: those in normal sync that nothing was heard
+    from (no Pub/Sub notification, no history sync) for `history_poll_seconds` (sync/poll_fallback.py).
 
     (Backfilling accounts hand over to history sync themselves; accounts that need a backfill or
-    new credentials have nothing to poll.) The place to narrow the fallback, e.g. to accounts
-    that received no Pub/Sub notification for a while.
+    new credentials have nothing to poll.)
     """
-    return [account.id for account in await list_accounts(services.engine) if account.status == STATUS_NORMAL]
+    return await quiet_accounts(services)
 
 
 async def handle_history_poll(services: SyncServices, job: Job, ctx: JobContext) -> None:
@@ -59,7 +61,8 @@ def sync_schedules(settings: Settings) -> list[Schedule]:
     if settings.history_poll_seconds > 0:
         schedules.append(Schedule(
             name=HISTORY_POLL,
-            cadence=Every(settings.history_poll_seconds),
+            # Checked often, cheap when nothing is quiet: a dropped notification costs at most a check more.
+            cadence=Every(min(settings.history_poll_seconds, settings.realtime_check_seconds)),
             job=JobSpec(HISTORY_POLL, priority=jobtypes.PRIORITY_HISTORY_SYNC, max_attempts=3),
         ))
     if settings.labels_sync_seconds > 0:
@@ -68,6 +71,7 @@ def sync_schedules(settings: Settings) -> list[Schedule]:
             cadence=Every(settings.labels_sync_seconds),
             job=JobSpec(LABELS_POLL, priority=jobtypes.PRIORITY_LABELS_SYNC, max_attempts=3),
         ))
+    schedules.extend(watch_schedules(settings))
     return schedules
 
 
