@@ -3,8 +3,10 @@
 Four scenarios: push and pull, each with and without a concurrent backfill of another, large account
 (real-time work must overtake it). Everything is real and on loopback: the emulator's Gmail REST API
 and Pub/Sub (gRPC for pull, signed OIDC pushes to mailtide's push endpoint served by uvicorn), the
-google-cloud-pubsub client, the worker, the database. Latency = the message row's first write time
-in the mirror minus the time it was added on the emulator (same clock).
+google-cloud-pubsub client, the worker, the database. The emulator runs in its own process, as Gmail
+is another machine: its CPU work must not slow mailtide down (and so inflate the figures).
+Latency = the message row's first write time in the mirror minus the time just before the message
+was added through the emulator's admin API (same machine, same clock).
 
 Messages arrive round-robin over --users mailboxes, each user at most one per --interval seconds,
 because Gmail sends at most one notification per second per user (faster arrivals are folded into
@@ -19,30 +21,34 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import base64
 import contextlib
 import logging
+import multiprocessing
 import socket
 import statistics
 import tempfile
+import threading
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
+import httpx
 import sqlalchemy as sa
 import uvicorn
 from fastapi import FastAPI
 
 from mailtide.config import load_settings
-from mailtide.db.schema import messages
+from mailtide.db.schema import accounts, jobs, messages
 from mailtide.db.testing import DEFAULT_POSTGRES_TEST_URL, empty_database_url
 from mailtide.emulator.mailbox import NewMessage
-from mailtide.emulator.pubsub.broker import PushTarget
 from mailtide.emulator.pubsub.grpc_server import PubSubGrpcServer
 from mailtide.emulator.server import EmulatorServer
-from mailtide.emulator.state import EmulatorState
+from mailtide.emulator.state import DEFAULT_CLIENT_ID, DEFAULT_CLIENT_SECRET, EmulatorState
 from mailtide.pubsub.push import PUSH_PATH, api_router
-from mailtide.pubsub.service import RealtimeService
+from mailtide.pubsub.service import PullListeners
 from mailtide.runtime import Runtime
 from mailtide.store.accounts import create_account, get_account
 from mailtide.sync.backfill import start_backfill
@@ -106,86 +112,121 @@ async def running(start, stop) -> AsyncIterator[None]:  # type: ignore[no-untype
         await asyncio.gather(task, return_exceptions=True)
 
 
-async def scenario(mode: str, with_backfill: bool, args: argparse.Namespace, raws: list[bytes]) -> Result:
+def run_emulator(ready: Any, emails: list[str], bulk_email: str | None, bulk_messages: int) -> None:
+    """The child process: the emulator with the users' mailboxes, until terminated."""
+    logging.basicConfig(level=logging.WARNING)
+    raws = corpus()
     state = EmulatorState(seed=42)
-    emails = [f"rt{i}@bench.test" for i in range(args.users)]
     for email in emails:
-        mailbox = state.add_user(email, refresh_token=f"{email}-token")
-        mailbox.add_messages([NewMessage(raws[i]) for i in range(5)])
-    bulk_email = "bulk@bench.test"
-    if with_backfill:
-        bulk = state.add_user(bulk_email, refresh_token="bulk-token")
-        bulk.add_messages(NewMessage(raws[i % len(raws)]) for i in range(args.backfill_messages))
-    broker = state.pubsub.broker
-    broker.create_topic(TOPIC)
-    with tempfile.TemporaryDirectory() as tmp, EmulatorServer(state) as emulator, PubSubGrpcServer(broker) as grpc:
+        state.add_user(email, refresh_token=f"{email}-token").add_messages([NewMessage(raws[i]) for i in range(5)])
+    if bulk_email is not None:
+        bulk = state.add_user(bulk_email, refresh_token=f"{bulk_email}-token")
+        bulk.add_messages(NewMessage(raws[i % len(raws)]) for i in range(bulk_messages))
+    state.pubsub.broker.create_topic(TOPIC)
+    with EmulatorServer(state) as server, PubSubGrpcServer(state.pubsub.broker) as grpc:
+        ready.put((server.url, grpc.address))
+        threading.Event().wait()
+
+
+@contextlib.contextmanager
+def emulator_process(emails: list[str], bulk_email: str | None, bulk_messages: int) -> Iterator[tuple[str, str]]:
+    context = multiprocessing.get_context("spawn")
+    ready = context.Queue()
+    process = context.Process(
+        target=run_emulator, args=(ready, emails, bulk_email, bulk_messages), daemon=True, name="emulator"
+    )
+    process.start()
+    try:
+        yield ready.get(timeout=120)
+    finally:
+        process.terminate()
+        process.join(10)
+
+
+async def scenario(mode: str, with_backfill: bool, args: argparse.Namespace, raws: list[bytes]) -> Result:
+    emails = [f"rt{i}@bench.test" for i in range(args.users)]
+    bulk_email = "bulk@bench.test" if with_backfill else None
+    with tempfile.TemporaryDirectory() as tmp, emulator_process(emails, bulk_email, args.backfill_messages) as urls:
+        emulator_url, grpc_address = urls
         async with empty_database_url(args.backend, Path(tmp), postgres_url=args.postgres_url) as database_url:
             settings = load_settings(
                 database_url=database_url,
                 data_dir=Path(tmp),
-                gmail_api_url=emulator.url,
-                token_url=emulator.token_url,
+                gmail_api_url=emulator_url,
+                token_url=emulator_url + "/token",
                 worker_concurrency=args.concurrency,
                 pubsub_topic=TOPIC,
                 pubsub_subscriptions=[SUBSCRIPTION] if mode == "pull" else [],
-                pubsub_emulator_host=grpc.address,
+                pubsub_emulator_host=grpc_address,
                 pubsub_push_audience=AUDIENCE,
                 pubsub_push_service_account=PUSH_ACCOUNT,
-                pubsub_certs_url=emulator.url + "/oauth2/v1/certs",
-                poll_fallback_seconds=3600,  # measure notifications, not the safety net
+                pubsub_certs_url=emulator_url + "/oauth2/v1/certs",
+                history_poll_seconds=0,  # measure notifications, not the safety net
             )
-            async with Runtime.open(settings) as rt:
-                return await measure(rt, state, emails, bulk_email if with_backfill else None, mode, args, raws)
+            async with Runtime.open(settings) as rt, httpx.AsyncClient(base_url=emulator_url, timeout=30) as admin:
+                return await measure(rt, admin, emails, bulk_email, mode, args, raws)
+
+
+async def quota_units(admin: httpx.AsyncClient, emails: list[str]) -> int:
+    units = (await admin.get("/_emulator/counters")).json()["quotaUnits"]
+    return sum(units.get(email, 0) for email in emails)
+
+
+async def add_account(rt: Runtime, email: str) -> int:
+    return await create_account(
+        rt.engine, email, client_id=DEFAULT_CLIENT_ID, client_secret=DEFAULT_CLIENT_SECRET,
+        refresh_token=f"{email}-token",
+    )
 
 
 async def measure(
-    rt: Runtime, state: EmulatorState, emails: list[str], bulk_email: str | None, mode: str,
+    rt: Runtime, admin: httpx.AsyncClient, emails: list[str], bulk_email: str | None, mode: str,
     args: argparse.Namespace, raws: list[bytes],
 ) -> Result:
-    account_ids = {}
-    for email in emails:
-        creds = state.credentials(email)
-        account_ids[email] = await create_account(
-            rt.engine, email, client_id=creds.client_id, client_secret=creds.client_secret,
-            refresh_token=creds.refresh_token or "",
-        )
-        await start_backfill(rt.services, account_ids[email], recovery=False, reason="bench")
+    account_ids = {email: await add_account(rt, email) for email in emails}
+    for account_id in account_ids.values():
+        await start_backfill(rt.services, account_id, recovery=False, reason="bench")
     await rt.worker().run_until_idle(120)
 
     app = FastAPI()
     router = api_router(rt)
     assert router is not None
     app.include_router(router)
-    worker, realtime = rt.worker(), RealtimeService(rt)
-    async with serve(app) as url, running(worker.run, lambda: worker.stop(0)), running(realtime.run, realtime.stop):
+    worker, listeners = rt.worker(), PullListeners(rt)
+    async with serve(app) as url, running(worker.run, lambda: worker.stop(0)), running(listeners.run, listeners.stop):
+        subscription = {"name": SUBSCRIPTION, "topic": TOPIC}
         if mode == "push":
-            state.pubsub.broker.create_subscription(
-                SUBSCRIPTION, TOPIC, push=PushTarget(url + PUSH_PATH, PUSH_ACCOUNT, AUDIENCE)
-            )
-        else:
-            state.pubsub.broker.create_subscription(SUBSCRIPTION, TOPIC)
+            subscription.update(pushEndpoint=url + PUSH_PATH, serviceAccountEmail=PUSH_ACCOUNT, audience=AUDIENCE)
+        (await admin.post("/_emulator/pubsub/subscriptions", json=subscription)).raise_for_status()
         for account_id in account_ids.values():
             await request_watch(rt.queue, account_id)
-        while any(state.pubsub.notifier.watch_of(email) is None for email in emails):  # noqa: ASYNC110
+        while True:
+            async with rt.engine.connect() as conn:
+                watched = (await conn.execute(
+                    sa.select(sa.func.count()).select_from(accounts).where(accounts.c.watch_expiration.is_not(None))
+                )).scalar_one()
+            if watched == len(emails):
+                break
             await asyncio.sleep(0.05)
         bulk_id = None
         if bulk_email is not None:
-            creds = state.credentials(bulk_email)
-            bulk_id = await create_account(rt.engine, bulk_email, client_id=creds.client_id,
-                                           client_secret=creds.client_secret, refresh_token=creds.refresh_token or "")
+            bulk_id = await add_account(rt, bulk_email)
             await start_backfill(rt.services, bulk_id, recovery=False, reason="bench")
             await asyncio.sleep(2.0)  # let the backfill get going: listing done, ingests queued
         await asyncio.sleep(1.2)  # the watches' own notifications are out of the one-second window
-        units_before = sum(state.counters.quota_units(email) for email in emails)
+        units_before = await quota_units(admin, emails)
         added: dict[str, float] = {}
         spacing = args.interval / len(emails)
         started = time.time()
         for index in range(args.messages):
             await asyncio.sleep(max(0.0, started + index * spacing - time.time()))
-            mailbox = state.mailbox(emails[index % len(emails)])
             raw = raws[(index * 7) % len(raws)]
             at = time.time()
-            added[await asyncio.to_thread(mailbox.add_message, raw)] = at
+            response = await admin.post(
+                f"/_emulator/users/{emails[index % len(emails)]}/messages",
+                json={"raw": base64.urlsafe_b64encode(raw).decode()},
+            )
+            added[response.raise_for_status().json()["id"]] = at
         deadline = time.time() + 60
         seen: dict[str, float] = {}
         while len(seen) < len(added) and time.time() < deadline:
@@ -198,7 +239,9 @@ async def measure(
                 )
                 seen = {row[0]: row[1] for row in rows}
         elapsed_minutes = (time.time() - started) / 60
-        units = sum(state.counters.quota_units(email) for email in emails) - units_before
+        if args.explain:
+            await explain_waits(rt, list(account_ids.values()), started)
+        units = await quota_units(admin, emails) - units_before
         mirrored = total = None
         if bulk_id is not None:
             async with rt.engine.connect() as conn:
@@ -210,6 +253,23 @@ async def measure(
         mode, bulk_email is not None, [seen[i] - added[i] for i in seen], len(added) - len(seen),
         units / len(emails) / max(elapsed_minutes, 1e-9), mirrored, total,
     )
+
+
+async def explain_waits(rt: Runtime, account_ids: list[int], since: float) -> None:
+    """Where real-time jobs spent their time: waiting for a worker slot, and running."""
+    query = (
+        sa.select(jobs.c.type, jobs.c.priority, jobs.c.created_at, jobs.c.started_at, jobs.c.finished_at)
+        .where(jobs.c.account_id.in_(account_ids), jobs.c.created_at >= since, jobs.c.state == "completed")
+    )
+    async with rt.engine.connect() as conn:
+        rows = (await conn.execute(query)).all()
+    for job_type in sorted({r.type for r in rows}):
+        mine = [r for r in rows if r.type == job_type]
+        waits = sorted(r.started_at - r.created_at for r in mine)
+        runs = sorted(r.finished_at - r.started_at for r in mine)
+        print(f"  {job_type:<20} n={len(mine):<4} wait p50={statistics.median(waits) * 1000:.0f} ms "
+              f"max={waits[-1] * 1000:.0f} ms; run p50={statistics.median(runs) * 1000:.0f} ms "
+              f"max={runs[-1] * 1000:.0f} ms")
 
 
 def report(results: list[Result], args: argparse.Namespace) -> None:
@@ -247,6 +307,7 @@ async def main() -> None:
     parser.add_argument("--modes", default="push,pull")
     parser.add_argument("--backend", choices=["sqlite", "postgresql"], default="sqlite")
     parser.add_argument("--postgres-url", default=DEFAULT_POSTGRES_TEST_URL)
+    parser.add_argument("--explain", action="store_true", help="also print where real-time jobs waited")
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING)
     raws = corpus()

@@ -58,7 +58,7 @@ class Settings(BaseSettings):
     shutdown_grace_seconds: float = Field(default=20.0, ge=0)
 
     # Periodic jobs, scheduled by every `mailtide worker` (each run enqueued once however many run)
-    history_poll_seconds: float = Field(default=300.0, ge=0)  # history sync fallback per account; 0 = off
+    history_poll_seconds: float = Field(default=300.0, ge=0)  # history sync after this long without news; 0 = off
     labels_sync_seconds: float = Field(default=3600.0, ge=0)  # 0 = off
     prune_hour_utc: int = Field(default=3, ge=0, le=23)  # daily retention pruning of finished jobs
     retain_completed_seconds: float = Field(default=86_400.0, gt=0)
@@ -92,8 +92,7 @@ class Settings(BaseSettings):
     watch_label_ids: list[str] = Field(default_factory=list)
     watch_label_filter_behavior: Literal["include", "exclude"] = "include"
     watch_renew_seconds: float = Field(default=86_400, gt=0)
-    poll_fallback_seconds: float = Field(default=300, gt=0)  # history sync when nothing was heard for this long
-    realtime_check_seconds: float = Field(default=60, gt=0)  # how often fallback and watch renewal are checked
+    realtime_check_seconds: float = Field(default=60, gt=0)  # how often the poll fallback and watches are checked
 
     @field_validator("pubsub_subscriptions")
     @classmethod

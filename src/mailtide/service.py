@@ -232,6 +232,8 @@ class Service:
                 logger.error("service.stop_timeout part=%s: cancelling", tasks[task].name)
                 task.cancel()
             await asyncio.gather(*still, return_exceptions=True)
+        # A forced stop releases in-flight jobs in tasks of its own: let them finish before the runtime closes.
+        await asyncio.gather(*self._forced, return_exceptions=True)
         logger.info("service.stopped")
 
 

@@ -91,7 +91,7 @@ def realtime_settings(emulator: PubSubEmulator, database_url: str, tmp_path: Pat
         "pubsub_push_audience": PUSH_AUDIENCE,
         "pubsub_push_service_account": PUSH_SERVICE_ACCOUNT,
         "pubsub_certs_url": emulator.certs_url,
-        "poll_fallback_seconds": 3600,
+        "history_poll_seconds": 3600,
     }
     return load_settings(**{**values, **overrides})
 

@@ -30,7 +30,7 @@ from realtime_harness import (
 from mailtide.emulator.pubsub.broker import PushTarget
 from mailtide.emulator.pubsub.faults import NotificationFaults
 from mailtide.pubsub.push import PUSH_PATH, api_router
-from mailtide.pubsub.service import RealtimeService
+from mailtide.pubsub.service import PullListeners
 from mailtide.store.accounts import get_account
 from mailtide.sync.watch import request_watch
 
@@ -47,10 +47,10 @@ async def realtime(pubsub_emulator: PubSubEmulator, database_url: str, tmp_path:
 
 
 @pytest.fixture
-async def live(realtime: Realtime) -> AsyncIterator[RealtimeService]:
-    """A worker and the real-time service (pull listener + schedules) running; the account watched."""
+async def live(realtime: Realtime) -> AsyncIterator[PullListeners]:
+    """A worker and the pull listener running; the account watched."""
     worker = realtime.rt.worker()
-    service = RealtimeService(realtime.rt)
+    service = PullListeners(realtime.rt)
     async with running(worker.run, lambda: worker.stop(0)), running(service.run, service.stop):
         await request_watch(realtime.rt.queue, realtime.account_id)
 
@@ -76,7 +76,7 @@ def change_mailbox(emulator: PubSubEmulator, rng: random.Random, count: int, fir
             mailbox.delete_message(rng.choice(ids))
 
 
-async def test_pull_end_to_end(realtime: Realtime, live: RealtimeService) -> None:
+async def test_pull_end_to_end(realtime: Realtime, live: PullListeners) -> None:
     emulator = realtime.emulator
     account = await get_account(realtime.rt.engine, realtime.account_id)
     change_mailbox(emulator, random.Random(1), 6)
@@ -127,11 +127,11 @@ async def test_faulty_notifications_still_converge(
     pubsub_emulator.pubsub.broker.create_subscription(PULL_SUBSCRIPTION, TOPIC)
     settings = realtime_settings(
         pubsub_emulator, database_url, tmp_path, pubsub_subscriptions=[PULL_SUBSCRIPTION],
-        poll_fallback_seconds=1.5, realtime_check_seconds=0.5,
+        history_poll_seconds=1.5, realtime_check_seconds=0.5,
     )
     notifier = pubsub_emulator.pubsub.notifier
     async with realtime_runtime(settings, pubsub_emulator) as realtime:
-        worker, service = realtime.rt.worker(), RealtimeService(realtime.rt)
+        worker, service = realtime.rt.worker(periodic=True), PullListeners(realtime.rt)  # periodic: the fallback
         async with running(worker.run, lambda: worker.stop(0)), running(service.run, service.stop):
             notifier.watch(pubsub_emulator.mailbox.email, TOPIC, history_id=pubsub_emulator.mailbox.history_id)
             notifier.interval = 0.0  # one notification per change: more for the faults to mangle
@@ -152,7 +152,7 @@ async def test_faulty_notifications_still_converge(
 
 
 async def test_a_burst_of_1000_notifications_makes_a_handful_of_history_syncs(
-    realtime: Realtime, live: RealtimeService
+    realtime: Realtime, live: PullListeners
 ) -> None:
     emulator = realtime.emulator
     mailbox = emulator.mailbox
@@ -181,7 +181,7 @@ async def test_a_burst_of_1000_notifications_makes_a_handful_of_history_syncs(
 
 
 async def test_malformed_and_unknown_pull_messages_are_acknowledged_once(
-    realtime: Realtime, live: RealtimeService
+    realtime: Realtime, live: PullListeners
 ) -> None:
     broker = realtime.emulator.pubsub.broker
     listener = live.listeners[0].status

@@ -13,11 +13,12 @@ from realtime_harness import PROJECT, PubSubEmulator, Realtime, realtime_runtime
 from mailtide.db.schema import accounts, jobs
 from mailtide.queue.context import QueueJobContext
 from mailtide.queue.jobs import Job, Retryable
+from mailtide.queue.periodic import Every, Schedule
 from mailtide.sync import jobtypes
 from mailtide.sync.handlers import build_handlers
-from mailtide.sync.poll_fallback import enqueue_fallback_syncs, quiet_accounts
-from mailtide.sync.realtime_schedules import realtime_schedules
-from mailtide.sync.watch import due_watch_renewals, request_watch, stop_watch
+from mailtide.sync.poll_fallback import quiet_accounts
+from mailtide.sync.schedules import HISTORY_POLL, schedule_handlers, sync_schedules
+from mailtide.sync.watch import WATCH_SWEEP, due_watch_renewals, request_watch, stop_watch
 
 MISSING_TOPIC = f"{PROJECT}/topics/created-later"
 
@@ -33,7 +34,8 @@ async def run_job(realtime: Realtime, job_type: str) -> Job:
     claimed = await realtime.rt.queue.claim("test", limit=1, types=[job_type])
     assert claimed, f"no {job_type} job ready"
     job = claimed[0]
-    await build_handlers(realtime.rt.services)[job.type](job, QueueJobContext(job, realtime.rt.queue))
+    handlers = {**build_handlers(realtime.rt.services), **schedule_handlers(realtime.rt.services)}
+    await handlers[job.type](job, QueueJobContext(job, realtime.rt.queue))
     assert await realtime.rt.queue.complete(job)
     return job
 
@@ -47,7 +49,7 @@ async def test_watch_is_set_up_renewed_and_failures_are_retried_and_reported(rea
     rt, notifier = realtime.rt, realtime.emulator.pubsub.notifier
     # Never watched: due. The sweep (payload {}) enqueues the per-account renewal.
     assert await due_watch_renewals(rt.services) == [realtime.account_id]
-    await rt.queue.enqueue(realtime_schedules(rt.settings)[1].spec_for(1))
+    await rt.queue.enqueue(schedule(realtime, WATCH_SWEEP).spec_for(1))
     await run_job(realtime, jobtypes.WATCH_RENEW)
     # The topic does not exist yet: the failure is stored on the account and the job retried.
     claimed = (await rt.queue.claim("test", limit=1, types=[jobtypes.WATCH_RENEW]))[0]
@@ -85,18 +87,32 @@ async def test_polling_fallback_only_for_quiet_accounts(realtime: Realtime) -> N
     async with rt.engine.begin() as conn:
         await conn.execute(accounts.update().values(last_sync_at=now, last_notification_at=None))
     assert await quiet_accounts(rt.services, now=now) == []
-    assert await quiet_accounts(rt.services, now=now + 3599) == []  # poll_fallback_seconds is 3600 here
-    assert await enqueue_fallback_syncs(rt.services, now=now + 3601) == [realtime.account_id]
-    async with rt.engine.connect() as conn:
-        queued = (await conn.execute(
-            sa.select(jobs.c.type, jobs.c.state).where(jobs.c.type == jobtypes.HISTORY_SYNC, jobs.c.state == "queued")
-        )).all()
-    assert len(queued) == 1
+    assert await quiet_accounts(rt.services, now=now + 3599) == []  # history_poll_seconds is 3600 here
+    assert await quiet_accounts(rt.services, now=now + 3601) == [realtime.account_id]
     # A notification heard recently keeps the account off the list, even with an old sync.
     async with rt.engine.begin() as conn:
         await conn.execute(accounts.update().values(last_sync_at=now - 7200, last_notification_at=now))
     assert await quiet_accounts(rt.services, now=now + 60) == []
-    # The periodic job runs the same check.
-    await rt.queue.enqueue(realtime_schedules(rt.settings)[0].spec_for(1))
-    job = await run_job(realtime, jobtypes.POLL_FALLBACK)
-    assert [step.name for step in await rt.queue.steps(job.id)] == ["checked"]
+    # The periodic history poll asks for a sync of quiet accounts only, and it is checked often.
+    poll = schedule(realtime, HISTORY_POLL)
+    assert poll.cadence == Every(rt.settings.realtime_check_seconds)
+    await rt.queue.enqueue(poll.spec_for(1))
+    await run_job(realtime, HISTORY_POLL)
+    assert await history_syncs_queued(realtime) == 0
+    async with rt.engine.begin() as conn:
+        await conn.execute(accounts.update().values(last_sync_at=now - 7200, last_notification_at=now - 7200))
+    await rt.queue.enqueue(poll.spec_for(2))
+    await run_job(realtime, HISTORY_POLL)
+    assert await history_syncs_queued(realtime) == 1
+
+
+def schedule(realtime: Realtime, name: str) -> Schedule:
+    return next(s for s in sync_schedules(realtime.rt.settings) if s.name == name)
+
+
+async def history_syncs_queued(realtime: Realtime) -> int:
+    async with realtime.rt.engine.connect() as conn:
+        query = sa.select(sa.func.count()).select_from(jobs).where(
+            jobs.c.type == jobtypes.HISTORY_SYNC, jobs.c.state == "queued"
+        )
+        return (await conn.execute(query)).scalar_one()

@@ -136,7 +136,7 @@ async def test_reauth_resumes_a_revoked_account_and_remove_deletes_the_mirror(
     emulator.state.revoke_refresh_token(EMAIL)
 
     synced = cli.run("sync", EMAIL)  # backfill: the token is refused, the job parks
-    assert synced.returncode == 0, synced.stderr
+    assert synced.returncode == 1, synced.stderr  # incomplete, and it says why
     assert "needs_reauth" in synced.stdout and f"mailtide accounts reauth {EMAIL}" in synced.stdout
     [account] = await rows(cli, sa.select(accounts.c.status, accounts.c.last_error))
     assert account.status == "needs_reauth" and "re-authorisation needed" in account.last_error

@@ -3,14 +3,18 @@
 from __future__ import annotations
 
 import asyncio
+import io
 import os
 import sys
 from pathlib import Path
 
 import sqlalchemy as sa
 from fidelity_kit import assert_no_drift, backfill, dated_emulator, harness_via, verify_via_api
+from rich.console import Console
 from sync_harness import Harness
 
+from mailtide.commands.verify import run_verify
+from mailtide.config import load_settings
 from mailtide.db.schema import messages, threads
 from mailtide.sync import jobtypes
 from mailtide.verify import verify_account
@@ -87,7 +91,9 @@ async def run_cli(*args: str, env: dict[str, str]) -> tuple[int, str]:
     return proc.returncode, out.decode()
 
 
-async def test_the_verify_command_exit_status(tmp_path: Path) -> None:
+async def test_the_verify_command_and_its_exit_status(tmp_path: Path) -> None:
+    """The command through the console entry point once (exit 0); drift and an unknown account
+    through the same function in-process (exit 1 and 2)."""
     database_url = f"sqlite:///{tmp_path / 'mirror.db'}"
     with dated_emulator(5) as emulator:
         env = {
@@ -103,13 +109,18 @@ async def test_the_verify_command_exit_status(tmp_path: Path) -> None:
         assert status == 0, out
         assert "no drift" in out and "alice@mailtide.test" in out
 
+        settings = load_settings(
+            database_url=database_url,
+            gmail_api_url=emulator.server.url,
+            token_url=f"{emulator.server.url}/token",
+            data_dir=tmp_path,
+        )
         emulator.mailbox.delete_message(sorted(emulator.mailbox.message_ids())[0])  # not synced
-        status, out = await run_cli("--db", database_url, "verify", "alice@mailtide.test", env=env)
-        assert status == 1, out
-        assert "DRIFT" in out and "extra" in out
-
-        status, out = await run_cli("--db", database_url, "verify", "nobody@mailtide.test", env=env)
-        assert status == 2 and "no account" in out
+        console = Console(file=io.StringIO(), width=120)
+        assert await run_verify(settings, "alice@mailtide.test", full=False, sample=5, out=console) == 1
+        printed = console.file.getvalue()  # type: ignore[attr-defined]
+        assert "DRIFT" in printed and "extra" in printed
+        assert await run_verify(settings, "nobody@mailtide.test", full=False, sample=5, out=console) == 2
 
 
 async def test_thread_rows_follow_adds_relabels_and_deletes(database_url: str) -> None:

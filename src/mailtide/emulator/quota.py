@@ -130,4 +130,4 @@ class QuotaEnforcer:
         the whole allowance fits once nothing else is counted (it could never succeed otherwise)."""
         used = usage.current(rate, now)
         over = used + min(cost, allowance) - allowance
-        return 0.0 if over <= 0 else over / rate
+        return 0.0 if over <= 1e-6 else over / rate  # a rounding crumb is not "over"

@@ -363,13 +363,19 @@ class GmailClient:
         return self._model(Message, data, status, f"messages.get {message_id}")
 
     async def _get_one(self, message_id: str, format: MessageFormat) -> Message | GmailError:
-        """A single get in iter_messages: per-message failures are yielded, account-wide ones raised."""
-        try:
-            return await self.get_message(message_id, format=format)
-        except GmailError as exc:
-            if exc.status == 401 or exc.is_access_denied or exc.is_auth_revoked:
-                raise
-            return exc
+        """A single get in iter_messages: per-message failures are yielded, account-wide ones raised. A body
+        cut short is retried as in a batch (_get already retried rate limits and server errors)."""
+        budget = _Budget()
+        while True:
+            try:
+                return await self.get_message(message_id, format=format)
+            except GmailError as exc:
+                if exc.status == 401 or exc.is_access_denied or exc.is_auth_revoked:
+                    raise
+                if exc.reason != MALFORMED or budget.server >= self._max_retries:
+                    return exc
+                budget.server += 1
+                await self._backoff("messages.get", budget.server, exc)
 
     def _batch_calls(self, method: str) -> int:
         return max(1, min(self._batch_size, self.limiter.max_calls(method)))
@@ -397,12 +403,14 @@ class GmailClient:
             self._tokens.invalidate()
         limited = [e for e in errors if e.is_rate_limited]
         if limited:
-            if any(e.is_concurrency_limited for e in limited):
-                self._batch_size = max(1, self._batch_size // 2)
-                self.limiter.stats.concurrency_limited += 1
-                logger.info("gmail.batch.shrunk size=%s", self._batch_size)
             waits = [e.retry_after for e in limited if e.retry_after is not None]
-            self.limiter.on_rate_limited(max(waits) if waits else None)
+            wait = max(waits) if waits else None
+            if all(e.is_concurrency_limited for e in limited):
+                self._batch_size = max(1, self._batch_size // 2)  # Gmail runs inner calls side by side
+                logger.info("gmail.batch.shrunk size=%s", self._batch_size)
+                self.limiter.on_concurrency_limited(wait)
+            else:
+                self.limiter.on_rate_limited(wait)
             return
         if any(e.is_server_error or e.reason == MALFORMED for e in errors):
             await self._backoff("batch", max(1, budget.server), errors[0])
@@ -412,8 +420,9 @@ class GmailClient:
         if error.is_rate_limited:
             if error.is_concurrency_limited:
                 self._concurrency.shrink()
-                self.limiter.stats.concurrency_limited += 1
-            pause = self.limiter.on_rate_limited(error.retry_after)
+                pause = self.limiter.on_concurrency_limited(error.retry_after)
+            else:
+                pause = self.limiter.on_rate_limited(error.retry_after)
             if budget.rate >= self._max_rate_retries or pause > self._max_rate_wait:
                 error.retry_after = max(pause, error.retry_after or 0.0)
                 raise error

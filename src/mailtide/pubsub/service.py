@@ -1,6 +1,7 @@
-"""Real-time sync inside `mailtide serve`: one background service that runs the supervised pull
-listeners (one per configured subscription) and the scheduler of the real-time periodic jobs
-(polling fallback, watch sweep). The push endpoint is mounted on the API by `pubsub.push.api_router`.
+"""Real-time sync inside `mailtide serve`: a background service running the supervised pull
+listeners, one per configured subscription. The push endpoint is mounted on the API by
+`pubsub.push.api_router`; watch renewal and the polling fallback are periodic jobs of the worker's
+scheduler (sync/schedules.py).
 
 `background_service(runtime)` is the seam `mailtide serve` looks for (mailtide/service.py).
 """
@@ -12,8 +13,6 @@ import logging
 from typing import TYPE_CHECKING, Any
 
 from mailtide.pubsub.intake import NotificationIntake
-from mailtide.queue.periodic import Scheduler
-from mailtide.sync.realtime_schedules import realtime_schedules
 
 if TYPE_CHECKING:
     from mailtide.pubsub.pull import PullListener
@@ -22,20 +21,16 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 
-class RealtimeService:
-    name = "realtime"
+class PullListeners:
+    name = "pubsub-pull"
 
     def __init__(self, runtime: Runtime, *, intake: NotificationIntake | None = None) -> None:
         self.settings = runtime.settings
         self.intake = intake or NotificationIntake(runtime.engine, runtime.queue)
-        # Any number of processes may run these schedules: each run is enqueued once per slot.
-        self.scheduler = Scheduler(runtime.queue, realtime_schedules(runtime.settings))
         self.listeners: list[PullListener] = []
         self._stop = asyncio.Event()
 
     def _make_listeners(self) -> list[PullListener]:
-        if not self.settings.pubsub_subscriptions:
-            return []
         from mailtide.pubsub.pull import PullListener, subscriber_factory  # google-cloud-pubsub loads slowly
 
         make_client = subscriber_factory(self.settings)
@@ -45,21 +40,19 @@ class RealtimeService:
         ]
 
     async def run(self) -> None:
-        """Listen and schedule until stop() is called; a listener that fails restarts on its own."""
+        """Listen until stop() is called; a listener whose stream fails reopens it on its own."""
         self._stop.clear()
         self.listeners = self._make_listeners()
         tasks = [asyncio.create_task(listener.run(), name=f"pubsub-pull:{listener.subscription}")
                  for listener in self.listeners]
-        tasks.append(asyncio.create_task(self.scheduler.run(), name="realtime-scheduler"))
-        logger.info("realtime.started pull=%s schedules=%s", [listener.subscription for listener in self.listeners],
-                    [s.name for s in self.scheduler.schedules])
+        logger.info("pubsub.pull.started subscriptions=%s", [listener.subscription for listener in self.listeners])
         try:
             await self._stop.wait()
         finally:
             for task in tasks:
                 task.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
-            logger.info("realtime.stopped")
+            logger.info("pubsub.pull.stopped")
 
     async def stop(self, grace_seconds: float = 0.0) -> None:
         self._stop.set()
@@ -71,6 +64,6 @@ class RealtimeService:
         }
 
 
-def background_service(runtime: Runtime) -> RealtimeService:
-    """Always present: without Pub/Sub the polling fallback is how new mail arrives."""
-    return RealtimeService(runtime)
+def background_service(runtime: Runtime) -> PullListeners | None:
+    """The pull listeners when subscriptions are configured (push needs no background service)."""
+    return PullListeners(runtime) if runtime.settings.pubsub_subscriptions else None

@@ -27,14 +27,19 @@ class CompletionBatcher:
         self._pending: list[tuple[Job, asyncio.Future[bool]]] = []
         self._writer: asyncio.Task[None] | None = None
 
-    async def complete(self, job: Job) -> bool:
-        """Mark `job` completed; True when applied, False when refused (the attempt was rescued)."""
+    def submit(self, job: Job) -> asyncio.Future[bool]:
+        """Hand in `job`'s completion; the future says whether it was applied (False: refused,
+        the attempt was rescued meanwhile) or raises what the write raised."""
         future: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
         self._pending.append((job, future))
         if self._writer is None or self._writer.done():
             self._writer = asyncio.create_task(self._write_pending(), name="mailtide-completions")
+        return future
+
+    async def complete(self, job: Job) -> bool:
+        """submit() and wait for the outcome."""
         # Shielded: a caller cancelled at shutdown must not cancel the write of the whole batch.
-        return await asyncio.shield(future)
+        return await asyncio.shield(self.submit(job))
 
     async def flush(self) -> None:
         """Wait until every completion handed in so far is written (or has failed)."""

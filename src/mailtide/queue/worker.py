@@ -9,6 +9,7 @@ each run is inserted once per time slot whatever the number of workers).
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import os
 import socket
@@ -224,19 +225,31 @@ class Worker:
             await self._record_success(job, ctx)
 
     async def _record_success(self, job: Job, ctx: JobContext) -> None:
+        if not getattr(ctx, "saw_cancel_request", False):
+            # The slot is free as soon as the handler returns: the completion is written with
+            # others (group commit) while this worker already claims and runs the next jobs.
+            written = self._completions.submit(job)
+            written.add_done_callback(functools.partial(self._on_completion_written, job))
+            return
         try:
-            if getattr(ctx, "saw_cancel_request", False):
-                applied = await self.queue.mark_canceled(job, "canceled on request")
-                counter = "canceled"
-            else:
-                applied = await self._completions.complete(job)
-                counter = "completed"
+            applied = await self.queue.mark_canceled(job, "canceled on request")
         except Exception:
             # The job stays running without heartbeats; the rescuer will hand it out again.
             logger.exception("worker.finish_failed job_id=%s", job.id)
             return
-        self._count(counter if applied else "refused")
-        logger.debug("worker.job_finished job_id=%s type=%s outcome=%s applied=%s", job.id, job.type, counter, applied)
+        self._count("canceled" if applied else "refused")
+
+    def _on_completion_written(self, job: Job, written: asyncio.Future[bool]) -> None:
+        if written.cancelled():
+            return
+        failure = written.exception()
+        if failure is not None:
+            # The job stays running without heartbeats; the rescuer will hand it out again.
+            logger.error("worker.finish_failed job_id=%s error=%s: %s", job.id, type(failure).__name__, failure)
+            return
+        applied = written.result()
+        self._count("completed" if applied else "refused")
+        logger.debug("worker.job_finished job_id=%s type=%s applied=%s", job.id, job.type, applied)
 
     async def _record_failure(self, job: Job, error: str, *, retryable: bool, delay: float | None = None) -> None:
         try:

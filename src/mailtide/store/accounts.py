@@ -220,7 +220,9 @@ async def encrypt_stored_credentials(engine: AsyncEngine, secrets: SecretBox) ->
             await conn.execute(
                 sa.select(
                     credentials.c.id, credentials.c.client_secret, credentials.c.refresh_token, accounts.c.email
-                ).select_from(credentials.outerjoin(accounts, accounts.c.credential_id == credentials.c.id))
+                )
+                .select_from(credentials.outerjoin(accounts, accounts.c.credential_id == credentials.c.id))
+                .order_by(credentials.c.id)
             )
         ).all()
         for row in rows:

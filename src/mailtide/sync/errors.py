@@ -11,7 +11,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from mailtide.gmail.errors import GmailError
 from mailtide.queue.jobs import Fatal, Retryable
 from mailtide.store.accounts import update_account
-from mailtide.sync.reauth import mark_needs_reauth, pause_delay, reauth_reason
+from mailtide.sync.reauth import mark_grant_refused, mark_needs_reauth, pause_delay
 
 log = logging.getLogger(__name__)
 
@@ -24,8 +24,7 @@ async def gmail_errors_as_job_errors(engine: AsyncEngine, account_id: int) -> As
     except GmailError as exc:
         if exc.is_auth_revoked:
             # Park, do not fail: the job runs again once `accounts reauth` resumes the account (sync/reauth.py).
-            reason = reauth_reason(str(account_id), exc.message)
-            await mark_needs_reauth(engine, account_id, reason)
+            reason = await mark_grant_refused(engine, account_id, exc.message)
             raise Retryable(reason, delay=pause_delay()) from exc
         if exc.is_transient:
             raise Retryable(str(exc), delay=exc.retry_after) from exc

@@ -10,7 +10,6 @@ from mailtide.sync.backfill import handle_backfill
 from mailtide.sync.history import handle_history_sync
 from mailtide.sync.ingest import handle_ingest
 from mailtide.sync.labels import handle_labels_sync
-from mailtide.sync.poll_fallback import handle_poll_fallback
 from mailtide.sync.reconcile import handle_reconcile
 from mailtide.sync.services import SyncServices
 from mailtide.sync.watch import handle_watch_renew
@@ -24,5 +23,4 @@ def build_handlers(services: SyncServices) -> dict[str, Handler]:
         jobtypes.LABELS_SYNC: partial(handle_labels_sync, services),
         jobtypes.RECONCILE: partial(handle_reconcile, services),
         jobtypes.WATCH_RENEW: partial(handle_watch_renew, services),
-        jobtypes.POLL_FALLBACK: partial(handle_poll_fallback, services),
     }

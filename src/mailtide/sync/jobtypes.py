@@ -19,19 +19,25 @@ HISTORY_SYNC = "history.sync.gmail"
 LABELS_SYNC = "labels.sync.gmail"
 RECONCILE = "reconcile.gmail"
 WATCH_RENEW = "watch.renew.gmail"  # payload {account_id}: renew one watch; {}: enqueue every due renewal
-POLL_FALLBACK = "poll.fallback.gmail"  # history sync for accounts nothing was heard from for a while
 
 PRIORITY_HISTORY_SYNC = 10
 PRIORITY_REALTIME_INGEST = 5
 PRIORITY_LABELS_SYNC = 5
 PRIORITY_BACKFILL_INGEST = 1
 PRIORITY_BACKFILL_PAGE = -10
-PRIORITY_REALTIME_UPKEEP = 8  # watch renewal and the polling fallback: cheap, and they keep real time real
+PRIORITY_REALTIME_UPKEEP = 8  # watch renewal: cheap, and it keeps real time real
 
 
 def sync_lane(account_id: int) -> str:
     """Backfill pages, reconcile and history sync of one account never run at the same time."""
     return f"sync:{account_id}"
+
+
+def bulk_ingest_lane(account_id: int) -> str:
+    """Backfill and reconcile ingests of one account run one at a time: they all draw on the same
+    per-user Gmail quota, so running more in parallel only parks more worker slots waiting for it,
+    slots that real-time work (history syncs and the ingests they ask for) needs at once."""
+    return f"bulk-ingest:{account_id}"
 
 
 def backfill_page_spec(account_id: int, payload: dict[str, Any], *, key: str) -> JobSpec:
@@ -96,6 +102,7 @@ async def request_ingest(
                 payload={"account_id": account_id, "ids": batch},
                 priority=priority,
                 idempotency_key=f"ingest:{account_id}:{digest}",
+                lane=bulk_ingest_lane(account_id) if priority < PRIORITY_REALTIME_INGEST else None,
                 account_id=account_id,
             )
         )

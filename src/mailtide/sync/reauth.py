@@ -54,6 +54,15 @@ def is_paused(state: str, not_before: float) -> bool:
     return state == QUEUED and not_before >= PAUSED_THRESHOLD
 
 
+async def mark_grant_refused(engine: AsyncEngine, account_id: int, detail: str) -> str:
+    """invalid_grant: flag the account and park its jobs; returns the reason recorded (it says what to run)."""
+    async with engine.connect() as conn:
+        email = (await conn.execute(sa.select(accounts.c.email).where(accounts.c.id == account_id))).scalar()
+    reason = reauth_reason(email or str(account_id), detail)
+    await mark_needs_reauth(engine, account_id, reason)
+    return reason
+
+
 async def mark_needs_reauth(engine: AsyncEngine, account_id: int, reason: str) -> int:
     """Flag the account and park its queued jobs; returns how many jobs were parked."""
     async with engine.begin() as conn:

@@ -14,11 +14,13 @@ import time
 
 import sqlalchemy as sa
 
+from mailtide.config import Settings
 from mailtide.db.schema import STATUS_NEEDS_REAUTH, accounts
 from mailtide.gmail.errors import GmailError
 from mailtide.gmail.models import WatchResponse
 from mailtide.queue.job_queue import JobQueue
 from mailtide.queue.jobs import Job, JobContext, JobSpec, Retryable
+from mailtide.queue.periodic import Every, Schedule
 from mailtide.store.accounts import update_account
 from mailtide.sync import jobtypes
 from mailtide.sync.errors import account_id_of, gmail_errors_as_job_errors
@@ -27,6 +29,20 @@ from mailtide.sync.services import SyncServices
 log = logging.getLogger(__name__)
 
 WATCH_MAX_ATTEMPTS = 8  # ~10 minutes of backoff; then the next sweep starts over
+WATCH_SWEEP = "watch.sweep.gmail"
+
+
+def watch_schedules(settings: Settings) -> list[Schedule]:
+    """The periodic sweep (payload without an account) that enqueues due renewals; none without a topic."""
+    if settings.pubsub_topic is None:
+        return []
+    return [
+        Schedule(
+            name=WATCH_SWEEP,
+            cadence=Every(settings.realtime_check_seconds),
+            job=JobSpec(jobtypes.WATCH_RENEW, priority=jobtypes.PRIORITY_REALTIME_UPKEEP, max_attempts=3),
+        )
+    ]
 
 
 async def request_watch(queue: JobQueue, account_id: int) -> Job:
