@@ -10,6 +10,10 @@ Three workloads of no-op jobs, the same for every system:
   in this process (mailtide Worker.run_until_idle, procrastinate run_worker_async(wait=False),
   pgqueuer QueueManager.run in drain mode with its default batch size).
 
+For mailtide it also measures the wake-up latency: an idle worker polling only every 30 s, a job
+enqueued through another engine (as from another process), and the time until its handler starts
+(PostgreSQL: LISTEN/NOTIFY; SQLite has no cross-process wake-up, so there it is the in-process one).
+
 Every system gets a database of its own on the same PostgreSQL server, created and dropped here
 (SQLite: a temporary file). Each round runs every system once; the table shows the median over the
 rounds, in jobs per second, and mailtide-on-PostgreSQL's ratio to each peer. A benchmark prints
@@ -36,9 +40,10 @@ import asyncpg
 from sqlalchemy.engine import make_url
 
 from mailtide.db import create_engine, migrate
-from mailtide.queue import Job, JobContext, JobQueue, JobSpec, Worker
+from mailtide.queue import Job, JobContext, JobQueue, JobSpec, LocalWakeUp, Worker
 
 BULK_BATCH = 500
+WAKEUP_SAMPLES = 20
 WORKLOADS = ("enqueue single", "enqueue bulk", "claim+complete")
 DEFAULT_POSTGRES_URL = "postgresql://postgres@127.0.0.1:5432/test"
 
@@ -48,6 +53,7 @@ class Results:
     """jobs/s per (system, workload), one value per round."""
 
     rates: dict[tuple[str, str], list[float]] = field(default_factory=dict)
+    wakeup_ms: dict[str, list[float]] = field(default_factory=dict)
 
     def add(self, system: str, workload: str, jobs: int, seconds: float) -> None:
         self.rates.setdefault((system, workload), []).append(jobs / seconds)
@@ -116,6 +122,40 @@ async def bench_mailtide(system: str, database_url: str, args: argparse.Namespac
     finally:
         await queue.close()
         await engine.dispose()
+    await wakeup_latencies(system, database_url, results)
+
+
+async def wakeup_latencies(system: str, database_url: str, results: Results) -> None:
+    """Enqueue -> handler start, for a worker that would otherwise find the job only at its 30 s poll."""
+    worker_engine, producer_engine = create_engine(database_url), create_engine(database_url)
+    queue = JobQueue(worker_engine)
+    # On PostgreSQL the producer is "another process": its own engine, no in-process wake-up.
+    producer = queue if worker_engine.dialect.name == "sqlite" else JobQueue(producer_engine, wakeup=LocalWakeUp())
+    started: asyncio.Queue[float] = asyncio.Queue()
+
+    async def note(job: Job, ctx: JobContext) -> None:
+        started.put_nowait(time.perf_counter())
+
+    worker = Worker(queue, {"note": note}, poll_seconds=30)
+    runner = asyncio.create_task(worker.run())
+    try:
+        await asyncio.sleep(1.0)  # listening, idle
+        for _ in range(WAKEUP_SAMPLES):
+            enqueued_at = time.perf_counter()
+            await producer.enqueue(JobSpec("note"))
+            started_at = await asyncio.wait_for(started.get(), 60)
+            results.wakeup_ms.setdefault(system, []).append((started_at - enqueued_at) * 1000)
+            await asyncio.sleep(0.05)
+    finally:
+        await worker.stop(5)
+        await asyncio.gather(runner, return_exceptions=True)
+        await queue.close()
+        await producer.close()
+        await worker_engine.dispose()
+        await producer_engine.dispose()
+    samples = sorted(results.wakeup_ms[system][-WAKEUP_SAMPLES:])
+    print(f"  {system:<22} wake-up latency  median {statistics.median(samples):.1f} ms, "
+          f"max {samples[-1]:.1f} ms", flush=True)
 
 
 # ---------------------------------------------------------------------------- procrastinate
@@ -221,6 +261,12 @@ def print_table(results: Results, systems: list[str], args: argparse.Namespace) 
             mine, theirs = results.median(ours, workload), results.median(peer, workload)
             ratios.append("-" if not mine or not theirs else f"{mine / theirs:.2f}x")
         print(f"| {ours} / {peer} | " + " | ".join(ratios) + " |")
+    if results.wakeup_ms:
+        print()
+        print("| wake-up latency: enqueue -> handler start, idle worker polling every 30 s | median | max |")
+        print("|---|---|---|")
+        for system, samples in results.wakeup_ms.items():
+            print(f"| {system} | {statistics.median(samples):.1f} ms | {max(samples):.1f} ms |")
 
 
 async def main() -> None:

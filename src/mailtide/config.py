@@ -6,6 +6,7 @@ This is the only module that reads the environment; everything else receives a `
 from __future__ import annotations
 
 import ipaddress
+import os
 import re
 import tomllib
 from pathlib import Path
@@ -167,7 +168,7 @@ class Settings(BaseSettings):
 
 
 def load_settings(config_file: Path | None = None, **overrides: Any) -> Settings:
-    """Build settings from an optional TOML file, the environment, then explicit overrides."""
+    """Build settings from an optional TOML file, then the environment, then explicit overrides."""
     file_values: dict[str, Any] = {}
     if config_file is not None:
         try:
@@ -176,9 +177,12 @@ def load_settings(config_file: Path | None = None, **overrides: Any) -> Settings
             raise ConfigError(f"cannot read config file {config_file}: {exc}") from exc
         except tomllib.TOMLDecodeError as exc:
             raise ConfigError(f"config file {config_file} is not valid TOML: {exc}") from exc
+    # Precedence: defaults < file < MAILTIDE_* variables < explicit overrides (command-line options).
+    # Values passed to Settings() beat the environment, so file keys the environment sets are dropped.
+    in_environment = {name.lower() for name in os.environ if name.upper().startswith(ENV_PREFIX)}
+    file_values = {k: v for k, v in file_values.items() if f"{ENV_PREFIX}{k}".lower() not in in_environment}
     values = {**file_values, **{k: v for k, v in overrides.items() if v is not None}}
     try:
-        # Explicit values win over MAILTIDE_* variables; pydantic-settings reads the rest.
         return Settings(**values)
     except ValidationError as exc:
         problems = "; ".join(_describe(err) for err in exc.errors())

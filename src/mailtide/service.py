@@ -36,6 +36,10 @@ SHUTDOWN_MARGIN_SECONDS = 5.0
 API_GRACE_SECONDS = 3.0  # open HTTP requests get this long to finish at shutdown
 
 
+class ServiceFailed(Exception):
+    """A part of the service stopped with an error (the service stopped the others and exits)."""
+
+
 class BackgroundService(Protocol):
     name: str
 
@@ -120,10 +124,6 @@ class ApiService:
         host, port = self.sock.getsockname()[:2]
         return f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
 
-    @property
-    def started(self) -> bool:
-        return self.server.started
-
     async def run(self) -> None:
         logger.info("api.listening url=%s", self.url)
         await self.server.serve(sockets=[self.sock])
@@ -166,9 +166,11 @@ def _optional_factories() -> list[ServiceFactory]:
 def extra_api_routers(runtime: Runtime) -> tuple[list[APIRouter], list[str]]:
     """Routers other features mount on the API (e.g. the Pub/Sub push endpoint) and their public paths."""
     try:
-        from mailtide.pubsub import push  # type: ignore[attr-defined]
-    except ModuleNotFoundError:
-        return [], []
+        push = importlib.import_module("mailtide.pubsub.push")
+    except ModuleNotFoundError as exc:
+        if exc.name is not None and "mailtide.pubsub.push".startswith(exc.name):
+            return [], []  # the feature is not part of this build
+        raise
     router_for = getattr(push, "api_router", None)
     if router_for is None:
         return [], []
@@ -215,7 +217,7 @@ class Service:
             await self._shutdown(tasks)
         for task, service in tasks.items():
             if not task.cancelled() and task.exception() is not None:
-                raise RuntimeError(f"{service.name} failed") from task.exception()
+                raise ServiceFailed(f"the {service.name} of the service failed") from task.exception()
 
     async def _shutdown(self, tasks: dict[asyncio.Task[None], BackgroundService]) -> None:
         grace = 0.0 if self._force else self.grace_seconds

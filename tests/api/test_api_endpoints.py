@@ -175,6 +175,8 @@ async def test_metrics_cover_jobs_gmail_quota_and_accounts(api: Api) -> None:
     units = next(float(line.split()[-1]) for line in text.splitlines()
                  if line.startswith(f"mailtide_gmail_quota_units_total{{{account}}}"))
     assert units >= 20 * total  # messages.get costs 20 units (2026 quota)
+    again = (await api.http.get("/metrics")).text
+    assert 'mailtide_api_requests_total{route="/metrics",status="200"} 1.0' in again
     for name in ("mailtide_job_duration_seconds_count", 'mailtide_jobs{state="completed",type="ingest.gmail"}',
                  "mailtide_account_last_sync_timestamp_seconds", "mailtide_queue_oldest_queued_age_seconds",
                  "mailtide_gmail_request_duration_seconds", f"mailtide_gmail_quota_wait_seconds_total{{{account}}}",

@@ -68,11 +68,11 @@ def test_token_bucket_bursts_then_refills() -> None:
 async def test_acquire_waits_exactly_for_the_units() -> None:
     fake = FakeTime()
     pacing = limiter(fake=fake)
-    await pacing.acquire(90)  # the burst: the allowance less a tenth kept in reserve (HEADROOM)
+    await pacing.acquire(97)  # the burst: the allowance less a small reserve (HEADROOM, 3 %)
     assert fake.slept == []
     await pacing.acquire(20)
     assert sum(fake.slept) == pytest.approx(2.0)
-    assert pacing.stats.units == 110 and pacing.stats.waited_seconds == pytest.approx(2.0)
+    assert pacing.stats.units == 117 and pacing.stats.waited_seconds == pytest.approx(2.0)
     assert pacing.max_calls("messages.get") == 4  # a batch never costs more than a full bucket
 
 
@@ -138,7 +138,7 @@ async def test_a_paced_client_is_never_refused(http: httpx.AsyncClient) -> None:
     assert all(not isinstance(result, GmailError) for result in got.values()) and len(got) == 36
     assert state.counters.rejections() == 0
     assert client.limiter.stats.waited_seconds > 0  # it did have to wait for units
-    assert client.request_counts[("batch", 200)] == 2  # 18 per batch: the bucket holds 360 units
+    assert client.request_counts[("batch", 200)] == 2  # 19 per batch: the bucket holds 388 units
 
 
 async def test_rate_limit_replies_caused_by_another_client_are_absorbed(http: httpx.AsyncClient) -> None:
@@ -160,14 +160,13 @@ async def test_rate_limit_replies_caused_by_another_client_are_absorbed(http: ht
 
 
 async def test_the_403_style_is_treated_like_a_429(http: httpx.AsyncClient) -> None:
-    state, server = emulator_with(user_units_per_minute=50, time_scale=60)
+    state, server = emulator_with(user_units_per_minute=20, time_scale=60)  # 20 units/s
     state.quota.rejection_style = "403"
     with server:
-        client = gmail_client(http, server.url)  # no local pacing: learns from the replies
-        for _ in range(80):
-            await client.get_profile()
+        client = gmail_client(http, server.url, max_rate_retries=20)  # no local pacing: learns from the replies
+        await asyncio.gather(*(client.get_profile() for _ in range(50)))  # eight at a time, far above 20/s
     assert state.counters.responses("getProfile", 403) > 0
-    assert state.counters.responses("getProfile", 200) == 80
+    assert state.counters.responses("getProfile", 200) == 50
     assert client.limiter.stats.rate_limited > 0
 
 

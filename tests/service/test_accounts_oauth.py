@@ -43,14 +43,14 @@ async def rows(cli: Cli, query: sa.Select) -> list[sa.Row]:
 async def test_accounts_add_consents_with_pkce_and_stores_the_token_encrypted(
     emulator: Emulator, tmp_path: Path
 ) -> None:
-    cli = Cli.for_gmail(tmp_path, emulator.server.url)
+    cli = Cli.for_gmail(tmp_path, emulator.server.url, MAILTIDE_PUBSUB_TOPIC="projects/p/topics/gmail")
     url, out, _ = add_account_via_consent(cli)
 
     query = parse_qs(urlsplit(url).query)
     assert query["code_challenge_method"] == ["S256"] and len(query["code_challenge"][0]) == 43
     assert query["state"][0] and query["scope"] == [GMAIL_READONLY] and query["access_type"] == ["offline"]
     assert urlsplit(query["redirect_uri"][0]).hostname == "127.0.0.1"
-    assert f"account {EMAIL} added (id 1); backfill queued" in out
+    assert f"account {EMAIL} added (id 1); backfill queued, watch queued" in out
 
     [cred] = await rows(cli, sa.select(credentials))
     issued = emulator.state.credentials(EMAIL).refresh_token
@@ -60,8 +60,8 @@ async def test_accounts_add_consents_with_pkce_and_stores_the_token_encrypted(
     key_file = tmp_path / "data" / "secret.key"
     assert stat.S_IMODE(key_file.stat().st_mode) == 0o600
     assert SecretBox(key_file=key_file).decrypt(cred.refresh_token) == issued
-    [job] = await rows(cli, sa.select(jobs.c.type, jobs.c.state))
-    assert tuple(job) == ("backfill.gmail", "queued")
+    queued = {tuple(job) for job in await rows(cli, sa.select(jobs.c.type, jobs.c.state))}
+    assert queued == {("backfill.gmail", "queued"), ("watch.renew.gmail", "queued")}
 
     listed = cli.run("accounts", "list")
     assert listed.returncode == 0 and EMAIL in listed.stdout and issued not in listed.stdout + listed.stderr
@@ -183,8 +183,8 @@ def test_bad_configuration_fails_at_start_naming_the_key(tmp_path: Path, env: di
 def test_config_show_redacts_secrets(tmp_path: Path) -> None:
     key = base64.urlsafe_b64encode(b"s" * 32).decode()
     config_file = tmp_path / "mailtide.toml"
-    config_file.write_text('worker_concurrency = 3\napi_token = "toml-token-0123456789abc"\n')
-    cli = Cli.for_gmail(tmp_path, "http://127.0.0.1:9", MAILTIDE_SECRET_KEY=key,
+    config_file.write_text('worker_concurrency = 3\nlist_page_size = 100\napi_token = "toml-token-0123456789abc"\n')
+    cli = Cli.for_gmail(tmp_path, "http://127.0.0.1:9", MAILTIDE_SECRET_KEY=key, MAILTIDE_LIST_PAGE_SIZE="200",
                         MAILTIDE_DATABASE_URL="postgresql://mt:hunter2-password@db.example/mirror")
     shown = cli.run("--config", str(config_file), "config", "show")
     assert shown.returncode == 0, shown.stderr
@@ -192,6 +192,7 @@ def test_config_show_redacts_secrets(tmp_path: Path) -> None:
         assert secret not in shown.stdout
     lines = dict(line.split(" = ", 1) for line in shown.stdout.splitlines() if not line.startswith("#"))
     assert lines["worker_concurrency"] == "3" and lines["api_token"] == '"**redacted**"'
+    assert lines["list_page_size"] == "200"  # the environment overrides the file
     assert lines["secret_key"] == lines["oauth_client_secret"] == '"**redacted**"'
     assert "db.example/mirror" in lines["database_url"] and lines["oauth_client_id"] == f'"{CLIENT_ID}"'
     unknown = tmp_path / "typo.toml"

@@ -169,6 +169,26 @@ async def test_a_label_that_labels_list_does_not_return(harness: Harness) -> Non
     await assert_no_drift(harness)
 
 
+async def test_a_label_deleted_in_gmail_leaves_the_mirror(harness: Harness) -> None:
+    """Gmail's labels.delete takes the label off every message (labelsRemoved records)."""
+    await backfill(harness)
+    mailbox = harness.emulator.mailbox
+    doomed = mailbox.create_label("Doomed")
+    carriers = sorted(mailbox.message_ids())[:3]
+    for mid in carriers:
+        mailbox.modify_labels(mid, add=[doomed])
+    await sync_history(harness)
+    mailbox.delete_label(doomed)
+    await sync_history(harness)
+    await jobtypes.request_labels_sync(harness.rt.queue, harness.account_id)
+    await harness.settle()
+    for mid in carriers:
+        assert doomed not in await labels_of(harness, mid)
+    async with harness.rt.engine.connect() as conn:
+        assert (await conn.execute(sa.select(labels.c.id).where(labels.c.id == doomed))).first() is None
+    await assert_no_drift(harness)
+
+
 async def test_inbox_removed_readded_then_archived_in_one_window(harness: Harness) -> None:
     await backfill(harness)
     mailbox = harness.emulator.mailbox

@@ -27,11 +27,16 @@ def serve(
     """Run mailtide as a service until SIGTERM/SIGINT (a second signal stops at once)."""
     settings = settings_from_context(ctx, api_host=host, api_port=port, worker_concurrency=concurrency)
     configure_logging(ctx, settings, default_level=logging.INFO)
+    from mailtide.service import ServiceFailed  # the web stack loads only for this command
+
     try:
         asyncio.run(run_service(settings))
     except ConfigError as exc:
         err_console.print(f"[red]error:[/] {exc}")
         raise typer.Exit(2) from exc
+    except ServiceFailed as exc:
+        err_console.print(f"[red]error:[/] {exc} (see the log above)")
+        raise typer.Exit(1) from exc
 
 
 async def run_service(settings: Settings) -> None:
@@ -53,9 +58,9 @@ async def run_service(settings: Settings) -> None:
             loop = asyncio.get_running_loop()
             for sig in (signal.SIGTERM, signal.SIGINT):
                 loop.add_signal_handler(sig, service.request_stop)
-            auth = "bearer token required" if settings.api_token else "no token (loopback only)"
-            console.print(f"mailtide serving {api.url} ({auth}); worker concurrency {settings.worker_concurrency}; "
-                          "SIGTERM or Ctrl-C stops")
+            auth = "API token required" if settings.api_token else "loopback only, no API token"
+            console.print(f"mailtide serving {api.url} ({auth}), worker concurrency {settings.worker_concurrency}. "
+                          "SIGTERM or Ctrl-C stops.", soft_wrap=True)
             await service.run()
     finally:
         sock.close()

@@ -81,13 +81,7 @@ async def run_verify(
 
 def drift_table(report: VerifyReport) -> Table:
     """One account: a row per kind of drift, with the count and a few example ids."""
-    table = Table(
-        title=f"{report.email} ({report.status}) vs Gmail",
-        caption=(
-            f"on server {report.on_server}, in scope {report.in_scope}, mirrored {report.mirrored}, "
-            f"labels {report.labels_listed}, raw bytes hashed {report.content_checked}"
-        ),
-    )
+    table = Table(title=f"{report.email} ({report.status}) vs Gmail", title_justify="left")
     table.add_column("drift")
     table.add_column("count", justify="right")
     table.add_column("examples")
@@ -99,6 +93,10 @@ def drift_table(report: VerifyReport) -> Table:
 def print_reports(out: Console, reports: list[VerifyReport]) -> None:
     for report in reports:
         out.print(drift_table(report))
+        out.print(
+            f"on server {report.on_server}, in scope {report.in_scope}, mirrored {report.mirrored}, "
+            f"labels {report.labels_listed}, raw bytes hashed {report.content_checked}"
+        )
         if report.converged:
             out.print(f"[green]no drift[/]: {report.email}")
         else:

@@ -21,6 +21,8 @@ from mailtide.emulator.fault_middleware import FAULT_SCOPE_KEY, WIRE_FAULTS
 from mailtide.emulator.quota import QuotaRejection
 from mailtide.emulator.state import EmulatorState
 
+PREPAID_SCOPE_KEY = "mailtide.prepaid"  # an inner call of a batch, charged when the batch arrived
+
 
 def rejection_error(state: EmulatorState, rejection: QuotaRejection) -> GmailApiError:
     style = state.quota.rejection_style
@@ -33,12 +35,14 @@ def rejection_error(state: EmulatorState, rejection: QuotaRejection) -> GmailApi
 
 @contextmanager
 def admitted(state: EmulatorState, request: Request, email: str, method: str) -> Iterator[None]:
+    prepaid = bool(request.scope.get(PREPAID_SCOPE_KEY))
     try:
-        units = state.quota.admit(email, method)
+        units = state.quota.admit(email, method, prepaid=prepaid)
     except QuotaRejection as rejection:
         state.counters.record_rejection(method, rejection.kind)
         raise rejection_error(state, rejection) from None
-    state.counters.charge(email, units, method)
+    if not prepaid:
+        state.counters.charge(email, units, method)
     try:
         fault = state.faults.decide(method)
         if fault.latency:

@@ -1,8 +1,11 @@
 """Gmail batch requests: POST /batch/gmail/v1 (the guide's path) and /batch (where Google's Python
 client sends them: rootUrl + batchPath). A multipart/mixed body of application/http parts, each an
-inner call answered individually: every inner call goes through the whole app (auth, quota charge,
-faults, counters) exactly as if it had come alone, so an outer 200 may carry inner 429s or 404s.
+inner call answered individually: every inner call goes through the whole app (auth, faults,
+counters, the in-flight count) exactly as if it had come alone, so an outer 200 may carry inner
+429s or 404s.
 
+Quota: the calls of a batch are charged, in order, the moment the batch arrives (Gmail runs them side
+by side, not one after another); those over the allowance are answered with Gmail's rate-limit error.
 Inner calls without their own Authorization header use the outer request's.
 """
 
@@ -14,15 +17,21 @@ import email.policy
 import http
 import logging
 import secrets
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from urllib.parse import unquote, urlsplit
 
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, Response
-from starlette.types import Message
+from fastapi.routing import APIRoute
+from starlette.routing import BaseRoute, Match
+from starlette.types import Message, Scope
 
+from mailtide.emulator.admission import PREPAID_SCOPE_KEY, rejection_error
 from mailtide.emulator.api_errors import backend_error, invalid_argument, service_unavailable
+from mailtide.emulator.errors import InvalidAccessToken
 from mailtide.emulator.fault_middleware import FAULT_SCOPE_KEY, WIRE_FAULTS
+from mailtide.emulator.quota import QuotaRejection
 from mailtide.emulator.state import EmulatorState
 from mailtide.gmail.quota import MAX_BATCH_CALLS
 
@@ -90,20 +99,13 @@ def oversized(received: int, limit: int) -> JSONResponse:
     return JSONResponse({"error": {"code": 400, "message": message, "status": "INVALID_ARGUMENT"}}, status_code=400)
 
 
-async def _dispatch(request: Request, call: InnerCall, outer_authorization: bytes | None) -> InnerAnswer:
-    """Run one inner call through the whole app and collect its answer."""
+def _inner_scope(request: Request, call: InnerCall, outer_authorization: bytes | None) -> Scope:
     target = urlsplit(call.target)
-    answer = InnerAnswer()
-    if not target.path.startswith(GMAIL_PREFIX):
-        answer.status, answer.complete = 404, True
-        answer.headers = [(b"content-type", b"application/json; charset=UTF-8")]
-        answer.body += b'{"error": {"code": 404, "message": "Not Found", "status": "NOT_FOUND"}}'
-        return answer
     headers = list(call.headers)
     if outer_authorization is not None and not any(name == b"authorization" for name, _ in headers):
         headers.append((b"authorization", outer_authorization))
     outer = request.scope
-    scope = {
+    return {
         "type": "http",
         "asgi": outer.get("asgi", {"version": "3.0"}),
         "http_version": "1.1",
@@ -119,6 +121,52 @@ async def _dispatch(request: Request, call: InnerCall, outer_authorization: byte
         "state": dict(outer.get("state", {})),
         INNER_SCOPE_KEY: True,
     }
+
+
+def _not_found() -> InnerAnswer:
+    answer = InnerAnswer(404, [(b"content-type", b"application/json; charset=UTF-8")], complete=True)
+    answer.body += b'{"error": {"code": 404, "message": "Not Found", "status": "NOT_FOUND"}}'
+    return answer
+
+
+def _routes(routes: Iterable[BaseRoute]) -> Iterator[APIRoute]:
+    """Every endpoint of the app, through included routers (the Gmail routers carry no prefix)."""
+    for route in routes:
+        if isinstance(route, APIRoute):
+            yield route
+        elif (included := getattr(route, "original_router", None)) is not None:
+            yield from _routes(included.routes)
+
+
+def _prepay(request: Request, state: EmulatorState, scope: Scope) -> InnerAnswer | None:
+    """Charge one inner call as the batch arrives: None when paid (or when the call itself will refuse it:
+    no valid token, no such method), else Gmail's rate-limit answer for it."""
+    scheme, _, token = dict(scope["headers"]).get(b"authorization", b"").decode("latin-1").partition(" ")
+    try:
+        email = state.check_access_token(token.strip()) if scheme.lower() == "bearer" else None
+    except InvalidAccessToken:
+        email = None
+    method = next((r.name for r in _routes(request.app.router.routes) if r.matches(scope)[0] == Match.FULL), None)
+    if email is None or method is None:
+        return None
+    try:
+        units = state.quota.charge(email, method)
+    except QuotaRejection as rejection:
+        state.counters.record_rejection(method, rejection.kind)
+        state.counters.record_response(method, 429 if state.quota.rejection_style == "429" else 403)
+        response = rejection_error(state, rejection).response()
+        answer = InnerAnswer(response.status_code, list(response.raw_headers), complete=True)
+        answer.headers = [(k, v) for k, v in answer.headers if k.lower() not in _DROPPED_INNER_HEADERS]
+        answer.body += response.body
+        return answer
+    state.counters.charge(email, units, method)
+    scope[PREPAID_SCOPE_KEY] = True
+    return None
+
+
+async def _dispatch(request: Request, scope: Scope, call: InnerCall) -> InnerAnswer:
+    """Run one inner call through the whole app and collect its answer."""
+    answer = InnerAnswer()
     delivered = False
 
     async def receive() -> Message:
@@ -183,13 +231,20 @@ async def _run_batch(request: Request) -> Response:
         raise service_unavailable()
     authorization = request.headers.get("authorization")
     outer_auth = authorization.encode("latin-1") if authorization else None
+    scopes = [_inner_scope(request, call, outer_auth) for call in calls]
+    ready: list[InnerAnswer | None] = [
+        _not_found() if not scope["path"].startswith(GMAIL_PREFIX) else _prepay(request, state, scope)
+        for scope in scopes
+    ]
     parallel = asyncio.Semaphore(max(1, state.batch_parallelism))
 
-    async def one(call: InnerCall) -> InnerAnswer:
+    async def one(call: InnerCall, scope: Scope, answer: InnerAnswer | None) -> InnerAnswer:
+        if answer is not None:
+            return answer
         async with parallel:
-            return await _dispatch(request, call, outer_auth)
+            return await _dispatch(request, scope, call)
 
-    answers = list(await asyncio.gather(*(one(call) for call in calls)))
+    answers = list(await asyncio.gather(*(one(c, s, a) for c, s, a in zip(calls, scopes, ready, strict=True))))
     if fault.kind in WIRE_FAULTS:
         request.scope[FAULT_SCOPE_KEY] = fault.kind
     if any(not answer.complete for answer in answers):  # an inner call's connection "reset": the batch's does

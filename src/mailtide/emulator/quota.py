@@ -69,32 +69,42 @@ class QuotaEnforcer:
                 self.rejection_style = rejection_style
         logger.info("emulator.quota.configured profile=%s style=%s", profile.describe(), self.rejection_style)
 
-    def admit(self, email: str, method: str) -> int:
-        """Charge `method` to `email` and count it in flight; returns the units charged.
+    def admit(self, email: str, method: str, *, prepaid: bool = False) -> int:
+        """Charge `method` to `email` (unless `prepaid`) and count it in flight; returns the units charged.
         Raises QuotaRejection (nothing charged, nothing in flight) when a limit says no."""
         key = email.lower()
         with self._lock:
-            profile = self.profile
-            cost = profile.cost(method)
-            now = self._clock()
-            cap = profile.max_concurrent_per_user
+            cap = self.profile.max_concurrent_per_user
             if cap is not None and self._in_flight.get(key, 0) >= cap:
                 raise QuotaRejection("concurrency", method, None)
-            user = self._users.setdefault(key, _RollingUsage(now))
-            user_rate = profile.user_units_per_second
-            if profile.user_units_per_minute is not None and user_rate is not None:
-                wait = self._wait(user, profile.user_units_per_minute, user_rate, cost, now)
-                if wait > 0:
-                    raise QuotaRejection("user", method, wait)
-            project_rate = profile.project_units_per_second
-            if profile.project_units_per_minute is not None and project_rate is not None:
-                wait = self._wait(self._project, profile.project_units_per_minute, project_rate, cost, now)
-                if wait > 0:
-                    raise QuotaRejection("project", method, wait)
-            user.used += cost
-            self._project.used += cost
+            cost = 0 if prepaid else self._charge(key, method)
             self._in_flight[key] = self._in_flight.get(key, 0) + 1
             return cost
+
+    def charge(self, email: str, method: str) -> int:
+        """Charge without entering (a batch's calls, paid for when the batch arrives); QuotaRejection if over."""
+        with self._lock:
+            return self._charge(email.lower(), method)
+
+    def _charge(self, key: str, method: str) -> int:
+        """Under the lock: the units, if the user's and the project's allowances have room for them."""
+        profile = self.profile
+        cost = profile.cost(method)
+        now = self._clock()
+        user = self._users.setdefault(key, _RollingUsage(now))
+        user_rate = profile.user_units_per_second
+        if profile.user_units_per_minute is not None and user_rate is not None:
+            wait = self._wait(user, profile.user_units_per_minute, user_rate, cost, now)
+            if wait > 0:
+                raise QuotaRejection("user", method, wait)
+        project_rate = profile.project_units_per_second
+        if profile.project_units_per_minute is not None and project_rate is not None:
+            wait = self._wait(self._project, profile.project_units_per_minute, project_rate, cost, now)
+            if wait > 0:
+                raise QuotaRejection("project", method, wait)
+        user.used += cost
+        self._project.used += cost
+        return cost
 
     def release(self, email: str) -> None:
         key = email.lower()

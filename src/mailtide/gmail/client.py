@@ -451,9 +451,8 @@ class GmailClient:
         units = self.limiter.profile.cost(method)
         budget = _Budget()
         while True:
-            await self.limiter.acquire(units)
             try:
-                response, token = await self._send(method, url, params, json_body)
+                response, token = await self._send(method, url, params, json_body, units)
             except GmailError as exc:
                 await self._before_retry(method, exc, budget)
                 continue
@@ -472,11 +471,18 @@ class GmailClient:
             await self._before_retry(method, error, budget)
 
     async def _send(
-        self, method: str, url: str, params: list[tuple[str, str]] | None, json_body: dict[str, Any] | None = None
+        self,
+        method: str,
+        url: str,
+        params: list[tuple[str, str]] | None,
+        json_body: dict[str, Any] | None,
+        units: int,
     ) -> tuple[httpx.Response, str]:
-        token = await self._tokens.access_token()
-        headers = {"Authorization": f"Bearer {token}", "Accept": "application/json"}
-        async with self._concurrency:
+        await self._tokens.access_token()  # refresh first: a token costs no quota, waiting for one would
+        async with self._concurrency:  # let Gmail count the units later than we did
+            await self.limiter.acquire(units)
+            token = await self._tokens.access_token()
+            headers = {"Authorization": f"Bearer {token}", "Accept": "application/json"}
             started = time.perf_counter()
             try:
                 verb = "GET" if json_body is None else "POST"
@@ -502,7 +508,6 @@ class GmailClient:
     ) -> AsyncIterator[tuple[str, Message | GmailError]]:
         """One batch request of messages.get calls; yields each inner outcome as its part arrives."""
         units = self.limiter.profile.cost("messages.get") * len(message_ids)
-        await self.limiter.acquire(units)
         prefix = secrets.token_hex(6)
         calls = [
             InnerRequest(f"{prefix}+{index}", f"{self._user_path}{_message_path(mid)}?format={format}")
@@ -510,14 +515,15 @@ class GmailClient:
         ]
         by_content_id = {call.content_id: mid for call, mid in zip(calls, message_ids, strict=True)}
         boundary = new_boundary()
-        token = await self._tokens.access_token()
-        headers = {
-            "Authorization": f"Bearer {token}",
-            "Content-Type": f"multipart/mixed; boundary={boundary}",
-            "Accept": "multipart/mixed",
-        }
+        await self._tokens.access_token()  # refresh before taking units (see _send)
         succeeded = 0
         async with self._concurrency:
+            await self.limiter.acquire(units)
+            headers = {
+                "Authorization": f"Bearer {await self._tokens.access_token()}",
+                "Content-Type": f"multipart/mixed; boundary={boundary}",
+                "Accept": "multipart/mixed",
+            }
             try:
                 async with self._http.stream(
                     "POST", self._batch_url, content=encode_batch(calls, boundary), headers=headers

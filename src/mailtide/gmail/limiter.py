@@ -26,10 +26,10 @@ Clock = Callable[[], float]
 Sleep = Callable[[float], Awaitable[None]]
 
 MIN_RATE_FACTOR = 1 / 16
-# Gmail counts a call when it processes it, which can be a little after we sent it (the inner calls of a
-# batch are processed one after another): keep this share of the burst in reserve so its count never
-# runs ahead of ours. It costs one burst a tenth smaller, once; the rate is untouched.
-HEADROOM = 0.1
+# Gmail counts a call when it arrives, a moment after we counted it here: keep this share of the burst
+# in reserve so its count never runs ahead of ours. It costs one slightly smaller burst, once; the rate
+# is untouched.
+HEADROOM = 0.03
 RECOVERY_PER_ALLOWANCE = 0.5  # spending a full minute's allowance successfully gives back half the rate
 CONCURRENCY_RECOVERY_SUCCESSES = 20
 EPSILON_UNITS = 1e-6

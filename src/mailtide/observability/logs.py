@@ -25,7 +25,8 @@ _TOKEN_PATTERNS = re.compile(
     r"(ya29\.[\w\-.~+/]+|1//[\w\-.~+/]{8,}|fernet:v1:[\w\-=]+|(?i:bearer)\s+[\w\-.~+/=]{8,})"
 )
 _STANDARD_ATTRIBUTES = frozenset(
-    logging.LogRecord("", 0, "", 0, "", (), None).__dict__.keys() | {"message", "asctime", "taskName"}
+    logging.LogRecord("", 0, "", 0, "", (), None).__dict__.keys()
+    | {"message", "asctime", "taskName", "color_message"}  # uvicorn's ANSI-coloured copy of the message
 )
 
 

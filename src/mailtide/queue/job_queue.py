@@ -5,7 +5,8 @@ was rescued from a silent worker and claimed again has a higher attempt number, 
 finish of the old attempt matches no row and is refused (the methods return False).
 
 On PostgreSQL every transaction that makes jobs claimable also sends a NOTIFY (delivered at
-commit) so that idle workers in other processes wake at once; see queue/pg_listen.py.
+commit) so that idle workers in other processes wake at once; see queue/pg_listen.py. The
+enqueue INSERTs send it themselves (an extra RETURNING column): no round trip of its own.
 """
 
 from __future__ import annotations
@@ -77,6 +78,11 @@ class JobQueue:
         self.engine = engine
         self.dialect_name = engine.dialect.name
         self.wakeup: WakeUp = wakeup or wakeup_for(engine)
+        # PostgreSQL: statements that are a transaction on their own run in autocommit mode,
+        # which spares the BEGIN and COMMIT round trips (SQLite keeps BEGIN IMMEDIATE: db/sqlite.py).
+        self._autocommit: AsyncEngine | None = (
+            engine.execution_options(isolation_level="AUTOCOMMIT") if self.dialect_name == "postgresql" else None
+        )
         self._insert = statements.insert_skipping_active_keys(self.dialect_name)
 
     async def close(self) -> None:
@@ -94,13 +100,24 @@ class JobQueue:
         async with self.engine.begin() as own:
             yield own
 
+    @asynccontextmanager
+    async def _single_statements(self, conn: AsyncConnection | None = None) -> AsyncIterator[AsyncConnection]:
+        """For work whose every statement is atomic on its own and correct whatever commits
+        between them: the caller's connection, an autocommit one (PostgreSQL), or a transaction."""
+        if conn is not None or self._autocommit is None:
+            async with self._transaction(conn) as tx:
+                yield tx
+            return
+        async with self._autocommit.connect() as own:
+            yield own
+
     async def _announce(self, conn: AsyncConnection) -> None:
         """Inside a transaction that made jobs claimable: tell listeners in other processes at commit."""
         if self.dialect_name == "postgresql":
             await conn.execute(NOTIFY_NEW_WORK)
 
     async def _update_guarded(self, job: Job, values: dict[str, Any]) -> bool:
-        async with self.engine.begin() as conn:
+        async with self._single_statements() as conn:
             result = await conn.execute(sa.update(jobs).where(_guard(job)).values(**values))
         return result.rowcount == 1
 
@@ -115,9 +132,10 @@ class JobQueue:
         """
         now = time.time()
         row = row_from_spec(spec, now)
-        async with self._transaction(conn) as tx:
+        # Each INSERT or SELECT of the race loop stands on its own: no transaction needed around them.
+        async with self._single_statements(conn) as tx:
             for _ in range(RACE_RETRIES):
-                inserted = (await tx.execute(statements.insert_one_skipping_active_key(), row)).first()
+                inserted = (await tx.execute(statements.insert_one_skipping_active_key(self.dialect_name), row)).first()
                 if inserted is not None:
                     job = job_from_row(inserted)
                     break
@@ -129,7 +147,6 @@ class JobQueue:
                 # The active holder of the key finished between our INSERT and SELECT: try again.
             else:
                 raise EnqueueRaceError(f"could not enqueue job with key {spec.idempotency_key!r}")
-            await self._announce(tx)
         logger.debug("queue.enqueued job_id=%s type=%s key=%s", job.id, job.type, job.idempotency_key)
         self.wakeup.notify()
         return job, True
@@ -176,8 +193,6 @@ class JobQueue:
                         break
                 else:
                     raise EnqueueRaceError(f"could not enqueue {len(pending)} keyed jobs")
-            if created:
-                await self._announce(tx)
         if len(unkeyed_jobs) != len(unkeyed_rows):
             raise RuntimeError("enqueue_many: INSERT returned fewer rows than it was given")
         logger.debug("queue.enqueued_many specs=%d created=%d", len(specs), created)
@@ -231,7 +246,7 @@ class JobQueue:
         for _ in range(RACE_RETRIES):
             parameters = statements.claim_parameters(worker_id=worker_id, now=time.time(), limit=limit, types=types)
             try:
-                async with self.engine.begin() as conn:
+                async with self._single_statements() as conn:
                     rows = (await conn.execute(statement, parameters)).all()
             except IntegrityError as exc:
                 if not _is_running_lane_conflict(exc):
@@ -272,16 +287,9 @@ class JobQueue:
         """
         if not finished:
             return set()
-        now = time.time()
-        attempts_of = sa.tuple_(jobs.c.id, jobs.c.attempts)
-        async with self.engine.begin() as conn:
-            result = await conn.execute(
-                sa.update(jobs)
-                .where(jobs.c.state == RUNNING, attempts_of.in_([(job.id, job.attempts) for job in finished]))
-                .values(state=COMPLETED, finished_at=now, worker_id=None)
-                .returning(jobs.c.id)
-            )
-            applied = {row.id for row in result}
+        parameters = {"finished": [(job.id, job.attempts) for job in finished], "finished_at": time.time()}
+        async with self._single_statements() as conn:
+            applied = set((await conn.execute(statements.complete_running(), parameters)).scalars())
         for job in finished:
             if job.id not in applied:
                 logger.warning("queue.finish_refused job_id=%s attempt=%s outcome=completed", job.id, job.attempts)
@@ -354,7 +362,7 @@ class JobQueue:
         guards = [_guard(job) for job in running_jobs]
         if not guards:
             return 0
-        async with self.engine.begin() as conn:
+        async with self._single_statements() as conn:
             result = await conn.execute(sa.update(jobs).where(sa.or_(*guards)).values(heartbeat_at=time.time()))
         return result.rowcount
 
@@ -398,7 +406,7 @@ class JobQueue:
     # ------------------------------------------------------------------ steps and cancel
 
     async def add_step(self, job: Job, name: str, detail: dict[str, Any] | None = None) -> None:
-        async with self.engine.begin() as conn:
+        async with self._single_statements() as conn:
             await conn.execute(sa.insert(job_steps).values(
                 job_id=job.id, attempt=job.attempts, name=name, detail=detail, at=time.time()
             ))

@@ -1,7 +1,9 @@
 """PostgreSQL LISTEN/NOTIFY wake-ups.
 
-Every transaction that makes work available sends `NOTIFY_NEW_WORK`; PostgreSQL delivers it at
-commit, to every listening session, so a worker on another machine starts a new job within a
+Every transaction that makes work available sends a notification (`NOTIFY_EXPRESSION`: the
+enqueue INSERTs return it as an extra column, so it costs no round trip of its own; other changes
+run `NOTIFY_NEW_WORK`). PostgreSQL delivers it at commit, once per transaction, to every listening
+session, so a worker on another machine starts a new job within a
 round trip instead of at its next poll. The channel is named after the schema (current_schema()
 on both sides), so several mailtide installations in one database, or parallel test schemas, do not
 wake each other.
@@ -24,9 +26,11 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 logger = logging.getLogger(__name__)
 
 # Channel names are identifiers: at most 63 bytes. A clipped name can only cause spurious wake-ups.
-_CHANNEL_EXPRESSION = "left('mailtide_jobs_' || coalesce(current_schema(), ''), 63)"
-CHANNEL_QUERY = f"SELECT {_CHANNEL_EXPRESSION}"
-NOTIFY_NEW_WORK = sa.text(f"SELECT pg_notify({_CHANNEL_EXPRESSION}, '')")
+CHANNEL_EXPRESSION = "left('mailtide_jobs_' || coalesce(current_schema(), ''), 63)"
+CHANNEL_QUERY = f"SELECT {CHANNEL_EXPRESSION}"
+# Identical notifications of one transaction are folded into one, so per-row use is cheap.
+NOTIFY_EXPRESSION = f"pg_notify({CHANNEL_EXPRESSION}, '')"
+NOTIFY_NEW_WORK = sa.text(f"SELECT {NOTIFY_EXPRESSION}")
 
 RECONNECT_FIRST_DELAY_SECONDS = 0.05
 RECONNECT_MAX_DELAY_SECONDS = 5.0

@@ -27,6 +27,7 @@ class JobStep:
 
 def job_from_row(row: sa.Row[Any]) -> Job:
     data = dict(row._mapping)
+    data.pop("announced", None)  # PostgreSQL enqueues return their NOTIFY too (queue/statements.py)
     data["cancel_requested"] = bool(data["cancel_requested"])
     if data["payload"] is None:
         data["payload"] = {}

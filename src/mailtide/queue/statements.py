@@ -10,12 +10,14 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
 
-from mailtide.db.schema import ACTIVE_STATES, QUEUED, RUNNING, jobs
+from mailtide.db.schema import ACTIVE_STATES, COMPLETED, QUEUED, RUNNING, jobs
+from mailtide.queue.pg_listen import NOTIFY_EXPRESSION
 
 # Must match the WHERE clause of the partial unique index uq_jobs_active_key, so that
 # ON CONFLICT can name that index as its arbiter on both backends.
 ACTIVE_KEY_PREDICATE = "state IN ('queued', 'running') AND idempotency_key IS NOT NULL"
 RUNNING_LANE_INDEX = "uq_jobs_running_lane"
+ANNOUNCED = "announced"  # the RETURNING column that carries the NOTIFY of an enqueue (PostgreSQL)
 # The columns an enqueue writes (see records.row_from_spec); the others keep their defaults.
 INSERT_COLUMNS = (
     "type", "payload", "priority", "state", "attempts", "max_attempts", "not_before",
@@ -28,9 +30,9 @@ def insert_skipping_active_keys(dialect_name: str) -> sa.Insert:
     """INSERT jobs; a row whose idempotency key is held by an active job is silently skipped.
 
     Execute it with a list of row dicts: SQLAlchemy's "insertmanyvalues" sends one multi-row
-    INSERT per batch, and the statement, built and compiled once, stays in the compiled cache
-    (a `.values([...])` INSERT is rebuilt and recompiled every time, which cost more than the
-    database's work). RETURNING gives the rows actually inserted, in no guaranteed order.
+    INSERT per batch (a `.values([...])` INSERT would be rebuilt and compiled on every call,
+    which cost more than the database's work). RETURNING gives the rows actually inserted, in no
+    guaranteed order; on PostgreSQL it also sends the NOTIFY for each of them (ANNOUNCED).
     """
     if dialect_name == "postgresql":
         insert = postgresql.insert(jobs)
@@ -40,11 +42,11 @@ def insert_skipping_active_keys(dialect_name: str) -> sa.Insert:
         raise NotImplementedError(f"job queue does not support {dialect_name}")
     return insert.on_conflict_do_nothing(
         index_elements=[jobs.c.idempotency_key], index_where=sa.text(ACTIVE_KEY_PREDICATE)
-    ).returning(*jobs.c)
+    ).returning(*jobs.c, *_announced(dialect_name))
 
 
-@functools.lru_cache(maxsize=1)
-def insert_one_skipping_active_key() -> sa.TextualSelect:
+@functools.lru_cache(maxsize=2)
+def insert_one_skipping_active_key(dialect_name: str) -> sa.TextualSelect:
     """The single-row form of insert_skipping_active_keys(), as SQL both backends accept.
 
     Dialect-specific INSERTs (needed for ON CONFLICT) are not cacheable in SQLAlchemy 2.0, so
@@ -52,13 +54,40 @@ def insert_one_skipping_active_key() -> sa.TextualSelect:
     text() statement with typed parameters and result columns compiles once.
     """
     inserted = [column for column in jobs.c if column.name in INSERT_COLUMNS]
+    returned = [c.name for c in jobs.c]
+    if dialect_name == "postgresql":
+        returned.append(f"{NOTIFY_EXPRESSION} AS {ANNOUNCED}")
     sql = (
         f"INSERT INTO jobs ({', '.join(c.name for c in inserted)}) "
         f"VALUES ({', '.join(':' + c.name for c in inserted)}) "
         f"ON CONFLICT (idempotency_key) WHERE {ACTIVE_KEY_PREDICATE} DO NOTHING "
-        f"RETURNING {', '.join(c.name for c in jobs.c)}"
+        f"RETURNING {', '.join(returned)}"
     )
-    return sa.text(sql).bindparams(*(sa.bindparam(c.name, type_=c.type) for c in inserted)).columns(*jobs.c)
+    result_columns = [*jobs.c, *(sa.column(ANNOUNCED) for _ in returned[len(jobs.c):])]
+    return sa.text(sql).bindparams(*(sa.bindparam(c.name, type_=c.type) for c in inserted)).columns(*result_columns)
+
+
+def _announced(dialect_name: str) -> list[sa.ColumnElement[Any]]:
+    """PostgreSQL: the NOTIFY of an inserted job, as an extra RETURNING column (see pg_listen)."""
+    if dialect_name != "postgresql":
+        return []
+    return [sa.literal_column(NOTIFY_EXPRESSION).label(ANNOUNCED)]
+
+
+@functools.lru_cache(maxsize=1)
+def complete_running() -> sa.Update:
+    """Running jobs -> completed, each guarded on its (id, attempts); RETURNING the ids applied.
+
+    Parameters: `finished` (a list of (id, attempts) pairs, expanded at execution) and
+    `finished_at`. Built once: it runs for every group of completions.
+    """
+    attempt = sa.tuple_(jobs.c.id, jobs.c.attempts)
+    return (
+        sa.update(jobs)
+        .where(_state_is(jobs, RUNNING), attempt.in_(sa.bindparam("finished", expanding=True)))
+        .values(state=COMPLETED, finished_at=sa.bindparam("finished_at", type_=sa.Float), worker_id=None)
+        .returning(jobs.c.id)
+    )
 
 
 def select_active_by_keys(keys: Sequence[str]) -> sa.Select[Any]:

@@ -15,7 +15,8 @@ from mailtide.store.sql import now, upsert
 
 
 async def replace_labels(engine: AsyncEngine, account_id: int, listed: list[Label]) -> None:
-    """Make the stored labels equal to labels.list's answer (placeholders for unlisted ids are kept)."""
+    """Make the stored labels equal to labels.list's answer, plus placeholders for the unlisted ids
+    that mirrored messages carry."""
     async with engine.begin() as conn:
         if listed:
             stmt = upsert(conn, labels)
@@ -46,20 +47,26 @@ async def replace_labels(engine: AsyncEngine, account_id: int, listed: list[Labe
                     for label in listed
                 ],
             )
-        gone = (
+        unlisted = (
             await conn.execute(
-                sa.select(labels.c.id)
+                sa.select(labels.c.id, labels.c.placeholder)
                 .where(labels.c.account_id == account_id)
-                .where(labels.c.placeholder.is_(False))
                 .where(labels.c.id.not_in([label.id for label in listed]))
             )
-        ).scalars().all()
-        for label_id in gone:
-            # A label labels.list stopped returning but mirrored messages still carry (a hidden or
-            # deleted label) stays, as a placeholder keeping its last known name.
-            carried = await _carried_by_a_message(conn, account_id, label_id)
-            stmt = labels.update().values(placeholder=True, updated_at=now()) if carried else labels.delete()
-            await conn.execute(stmt.where(labels.c.account_id == account_id).where(labels.c.id == label_id))
+        ).all()
+        for label_id, placeholder in unlisted:
+            # A label labels.list does not return stays while mirrored messages carry it (a hidden
+            # label, or one deleted without being taken off its messages), as a placeholder keeping
+            # its last known name; once no message carries it, it goes.
+            if await _carried_by_a_message(conn, account_id, label_id):
+                if not placeholder:
+                    await conn.execute(
+                        labels.update()
+                        .where(labels.c.account_id == account_id, labels.c.id == label_id)
+                        .values(placeholder=True, updated_at=now())
+                    )
+            else:
+                await conn.execute(labels.delete().where(labels.c.account_id == account_id, labels.c.id == label_id))
 
 
 async def _carried_by_a_message(conn: AsyncConnection, account_id: int, label_id: str) -> bool:

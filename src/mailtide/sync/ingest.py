@@ -1,8 +1,10 @@
 """ingest.gmail: fetch a batch of messages (format=raw, through Gmail batch requests), parse and store them.
 
 Ids the mirror already holds (tombstones included) are skipped, so a retried job only fetches what is
-still missing. Messages are stored one by one as their part of the batch reply arrives, so memory
-holds one raw message at a time however large the batch. One bad message never fails the batch:
+still missing. Messages are parsed as their part of the batch reply arrives and written a few at a time
+(one transaction per STORE_BATCH_MESSAGES or STORE_BATCH_BYTES of raw mail, whichever comes first), so
+memory stays bounded however large the messages and the database sees few, short write transactions.
+One bad message never fails the batch:
 unparseable mail is stored raw with `parse_error` set, a 404 means the message is gone, and a fetch
 that still fails after the client's own retries is never counted as done: the job is retried for
 just those ids (or, when Gmail calls the request itself invalid, fails with their reasons).
@@ -18,7 +20,7 @@ from dataclasses import dataclass, field
 from mailtide.gmail.errors import GmailError
 from mailtide.gmail.models import Message
 from mailtide.gmail.responses import MALFORMED
-from mailtide.mail import parse_message
+from mailtide.mail import ParsedMessage, parse_message
 from mailtide.queue.jobs import Fatal, Job, JobContext, Retryable
 from mailtide.store.messages import known_ids, upsert_message
 from mailtide.sync.errors import account_id_of, gmail_errors_as_job_errors, payload_value
@@ -28,6 +30,8 @@ log = logging.getLogger(__name__)
 
 # Parsing a large message takes long enough to stall the event loop; do those in a thread.
 _PARSE_INLINE_MAX_BYTES = 128 * 1024
+STORE_BATCH_MESSAGES = 25
+STORE_BATCH_BYTES = 8 * 1024 * 1024
 
 
 @dataclass
@@ -54,15 +58,19 @@ async def handle_ingest(services: SyncServices, job: Job, ctx: JobContext) -> No
         return
 
     outcome = _Outcome()
+    writer = _StoreBuffer(services, account_id)
     async with gmail_errors_as_job_errors(services.engine, account_id):
         client = await services.gmail.for_account(account_id)
-        async with aclosing(client.iter_messages(missing, format="raw")) as results:
-            async for message_id, result in results:
-                if isinstance(result, Message):
-                    await _store(services, account_id, result)
-                    outcome.stored += 1
-                else:
-                    _classify(account_id, message_id, result, outcome)
+        try:
+            async with aclosing(client.iter_messages(missing, format="raw")) as results:
+                async for message_id, result in results:
+                    if isinstance(result, Message):
+                        await writer.add(result)
+                    else:
+                        _classify(account_id, message_id, result, outcome)
+        finally:
+            await writer.flush()  # what was fetched is kept, even when the job stops early
+    outcome.stored = writer.stored
 
     await ctx.step("ingested", outcome.detail())
     if outcome.failed:
@@ -91,11 +99,33 @@ def _classify(account_id: int, message_id: str, error: GmailError, outcome: _Out
         log.error("ingest.fetch_refused account_id=%s message_id=%s error=%s", account_id, message_id, error)
 
 
-async def _store(services: SyncServices, account_id: int, msg: Message) -> None:
-    raw = msg.raw or b""
-    if len(raw) > _PARSE_INLINE_MAX_BYTES:
-        parsed = await asyncio.to_thread(parse_message, raw)
-    else:
-        parsed = parse_message(raw)
-    async with services.engine.begin() as conn:
-        await upsert_message(conn, account_id, msg, parsed)
+class _StoreBuffer:
+    """Parsed messages waiting for their write; flushed in one transaction when the buffer is full."""
+
+    def __init__(self, services: SyncServices, account_id: int) -> None:
+        self._services = services
+        self._account_id = account_id
+        self._pending: list[tuple[Message, ParsedMessage]] = []
+        self._bytes = 0
+        self.stored = 0
+
+    async def add(self, msg: Message) -> None:
+        raw = msg.raw or b""
+        if len(raw) > _PARSE_INLINE_MAX_BYTES:
+            parsed = await asyncio.to_thread(parse_message, raw)
+        else:
+            parsed = parse_message(raw)
+        self._pending.append((msg, parsed))
+        self._bytes += len(raw)
+        if len(self._pending) >= STORE_BATCH_MESSAGES or self._bytes >= STORE_BATCH_BYTES:
+            await self.flush()
+
+    async def flush(self) -> None:
+        if not self._pending:
+            return
+        async with self._services.engine.begin() as conn:
+            for msg, parsed in self._pending:
+                await upsert_message(conn, self._account_id, msg, parsed)
+        self.stored += len(self._pending)
+        self._pending.clear()
+        self._bytes = 0
