@@ -8,7 +8,8 @@ Three workloads of no-op jobs, the same for every system:
   batch_defer_async, pgqueuer's list form of enqueue);
 - claim + complete: `--jobs` queued jobs run to the end by one worker with `--concurrency` slots,
   in this process (mailtide Worker.run_until_idle, procrastinate run_worker_async(wait=False),
-  pgqueuer QueueManager.run in drain mode with its default batch size).
+  pgqueuer QueueManager.run in drain mode, capped at the same concurrency, and once more with its
+  defaults: batches of 10 and no cap on concurrent jobs).
 
 For mailtide it also measures the wake-up latency: an idle worker polling only every 30 s, a job
 enqueued through another engine (as from another process), and the time until its handler starts
@@ -43,6 +44,7 @@ from mailtide.db import create_engine, migrate
 from mailtide.queue import Job, JobContext, JobQueue, JobSpec, LocalWakeUp, Worker
 
 BULK_BATCH = 500
+PGQUEUER_DEFAULTS = "pgqueuer, no cap"
 WAKEUP_SAMPLES = 20
 WORKLOADS = ("enqueue single", "enqueue bulk", "claim+complete")
 DEFAULT_POSTGRES_URL = "postgresql://postgres@127.0.0.1:5432/test"
@@ -223,17 +225,29 @@ async def bench_pgqueuer(database_url: str, args: argparse.Namespace, results: R
                 await queries.enqueue(["noop"] * size, [None] * size, [0] * size)
 
         results.add("pgqueuer", "enqueue bulk", args.jobs, await timed(bulk))
-        manager = QueueManager(Queries(AsyncpgDriver(consumer)))
         done = 0
 
-        @manager.entrypoint("noop")
-        async def noop(job: PgqJob) -> None:
+        async def drain(**limits: int) -> float:
             nonlocal done
-            done += 1
+            done = 0
+            manager = QueueManager(Queries(AsyncpgDriver(consumer)))
 
-        seconds = await timed(lambda: manager.run(mode=QueueExecutionMode.drain))
+            @manager.entrypoint("noop")
+            async def noop(job: PgqJob) -> None:
+                nonlocal done
+                done += 1
+
+            return await timed(lambda: manager.run(mode=QueueExecutionMode.drain, **limits))
+
+        # Same concurrency as the others: at most --concurrency jobs at once, fetched half a cap at a time.
+        seconds = await drain(batch_size=max(1, args.concurrency // 2), max_concurrent_tasks=args.concurrency)
         assert done == args.jobs + args.single, done
         results.add("pgqueuer", "claim+complete", args.jobs + args.single, seconds)
+        # And as it comes: batches of 10, no cap on jobs at once.
+        await bulk()
+        seconds = await drain()
+        assert done == args.jobs, done
+        results.add(PGQUEUER_DEFAULTS, "claim+complete", args.jobs, seconds)
     finally:
         await consumer.close()
         await producer.close()
@@ -253,7 +267,7 @@ def print_table(results: Results, systems: list[str], args: argparse.Namespace) 
         cells = [results.median(system, w) for w in WORKLOADS]
         print(f"| {system} | " + " | ".join("-" if c is None else f"{c:,.0f}" for c in cells) + " |")
     ours = "mailtide postgresql"
-    for peer in ("pgqueuer", "procrastinate"):
+    for peer in ("pgqueuer", PGQUEUER_DEFAULTS, "procrastinate"):
         if peer not in systems or ours not in systems:
             continue
         ratios = []
@@ -321,7 +335,10 @@ async def main() -> None:
         print(f"round {round_number}/{args.rounds}", flush=True)
         for run in runners.values():
             await run()
-    print_table(results, list(runners), args)
+    systems = list(runners)
+    if "pgqueuer" in systems:
+        systems.append(PGQUEUER_DEFAULTS)
+    print_table(results, systems, args)
 
 
 if __name__ == "__main__":
