@@ -16,11 +16,13 @@ from mailtide.emulator.errors import (
     UnknownMessage,
     UnknownUser,
 )
+from mailtide.emulator.faults import FaultInjector, MethodFaults, parse_fault_spec
 from mailtide.emulator.history import HistoryRecord, HistoryRetention
 from mailtide.emulator.labels import SYSTEM_LABEL_IDS, Label
 from mailtide.emulator.loader import LoadReport
 from mailtide.emulator.mailbox import Mailbox, NewMessage
 from mailtide.emulator.message import MessageSnapshot
+from mailtide.emulator.quota import QuotaEnforcer
 from mailtide.emulator.search import Query, QueryError, parse_query
 from mailtide.emulator.server import (
     DEFAULT_EMAIL,
@@ -42,6 +44,7 @@ __all__ = [
     "EmulatorError",
     "EmulatorServer",
     "EmulatorState",
+    "FaultInjector",
     "HistoryExpired",
     "HistoryRecord",
     "HistoryRetention",
@@ -51,10 +54,12 @@ __all__ = [
     "LoadReport",
     "Mailbox",
     "MessageSnapshot",
+    "MethodFaults",
     "NewMessage",
     "OAuthError",
     "Query",
     "QueryError",
+    "QuotaEnforcer",
     "RequestCounters",
     "UnknownLabel",
     "UnknownMessage",
@@ -62,6 +67,7 @@ __all__ = [
     "UserCredentials",
     "build_state_from_paths",
     "create_app",
+    "parse_fault_spec",
     "parse_query",
     "serve_forever",
 ]

@@ -18,6 +18,7 @@ import secrets
 import time
 from collections import Counter, deque
 from collections.abc import AsyncIterator, Mapping, Sequence
+from contextlib import aclosing
 from typing import Any, Literal, TypeVar
 from urllib.parse import quote
 
@@ -257,14 +258,15 @@ class GmailClient:
             to_retry: list[GmailError] = []
             retry_ids: list[str] = []
             try:
-                async for message_id, outcome in self._batch_get(chunk, format):
-                    answered.add(message_id)
-                    budget = budgets.setdefault(message_id, _Budget())
-                    if isinstance(outcome, GmailError) and self._spend_inner_retry(outcome, budget):
-                        retry_ids.append(message_id)
-                        to_retry.append(outcome)
-                    else:
-                        yield message_id, outcome
+                async with aclosing(self._batch_get(chunk, format)) as answers:
+                    async for message_id, outcome in answers:
+                        answered.add(message_id)
+                        budget = budgets.setdefault(message_id, _Budget())
+                        if isinstance(outcome, GmailError) and self._spend_inner_retry(outcome, budget):
+                            retry_ids.append(message_id)
+                            to_retry.append(outcome)
+                        else:
+                            yield message_id, outcome
             except GmailError as exc:
                 unanswered = [i for i in chunk if i not in answered]
                 pending.extendleft(reversed(retry_ids + unanswered))
