@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -86,8 +87,9 @@ class Harness:
         return compare(self.emulator.facts(), await mirror_facts(self.rt.engine, self.account_id))
 
 
-@pytest.fixture
-async def harness(emulator: Emulator, database_url: str) -> AsyncIterator[Harness]:
+@asynccontextmanager
+async def open_harness(emulator: Emulator, database_url: str, **overrides: object) -> AsyncIterator[Harness]:
+    """A runtime on `database_url` pointed at the emulator, with the test account created."""
     settings = load_settings(
         database_url=database_url,
         gmail_api_url=emulator.server.url,
@@ -96,9 +98,16 @@ async def harness(emulator: Emulator, database_url: str) -> AsyncIterator[Harnes
         poll_seconds=0.05,
         list_page_size=25,
         ingest_batch_size=10,
+        **overrides,
     )
     async with Runtime.open(settings) as rt:
         account_id = await create_account(
             rt.engine, EMAIL, client_id=CLIENT_ID, client_secret=CLIENT_SECRET, refresh_token=REFRESH_TOKEN
         )
         yield Harness(rt, account_id, emulator)
+
+
+@pytest.fixture
+async def harness(emulator: Emulator, database_url: str) -> AsyncIterator[Harness]:
+    async with open_harness(emulator, database_url) as h:
+        yield h

@@ -13,14 +13,11 @@ from contextlib import asynccontextmanager
 
 import pytest
 import sqlalchemy as sa
-from sync_harness import CLIENT_ID, CLIENT_SECRET, EMAIL, REFRESH_TOKEN, Emulator, Harness, ham_files, raw_of
+from sync_harness import Emulator, Harness, ham_files, open_harness, raw_of
 
-from mailtide.config import load_settings
 from mailtide.db.schema import jobs
 from mailtide.emulator.faults import MethodFaults, parse_fault_spec
 from mailtide.gmail.quota import quota_profile
-from mailtide.runtime import Runtime
-from mailtide.store.accounts import create_account
 from mailtide.store.messages import count_messages
 from mailtide.sync import jobtypes
 from mailtide.sync.backfill import start_backfill
@@ -52,24 +49,15 @@ async def job_states(h: Harness) -> dict[str, int]:
 async def chaos_harness(emulator: Emulator, database_url: str, **overrides: object) -> AsyncIterator[Harness]:
     emulator.state.set_quota_profile(quota_profile("gmail-2026", **QUOTA))  # type: ignore[arg-type]
     emulator.state.faults.configure(dict([parse_fault_spec(CHAOS)]), seed=2026)
-    settings = load_settings(
-        database_url=database_url,
-        gmail_api_url=emulator.server.url,
-        token_url=f"{emulator.server.url}/token",
-        worker_concurrency=4,
-        poll_seconds=0.05,
-        list_page_size=25,
-        ingest_batch_size=10,
+    async with open_harness(
+        emulator,
+        database_url,
         quota_profile="gmail-2026",
         quota_user_units_per_minute=QUOTA["user_units_per_minute"],
         quota_time_scale=QUOTA["time_scale"],
         **overrides,
-    )
-    async with Runtime.open(settings) as rt:
-        account_id = await create_account(
-            rt.engine, EMAIL, client_id=CLIENT_ID, client_secret=CLIENT_SECRET, refresh_token=REFRESH_TOKEN
-        )
-        yield Harness(rt, account_id, emulator)
+    ) as h:
+        yield h
 
 
 @pytest.fixture
