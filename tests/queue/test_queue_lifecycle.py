@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import asyncio
+import sqlite3
 import time
 from collections.abc import Awaitable, Callable
 
@@ -188,3 +190,28 @@ async def test_list_counts_idle_and_prune(queue: JobQueue, set_job_columns: SetJ
     assert await queue.prune(completed_older_than=60, failed_older_than=60) == 1
     assert await queue.get(b.id) is None and await queue.steps(b.id) == []
     assert await queue.get(c.id) is not None
+
+
+async def test_a_job_committed_while_is_idle_waits_for_the_lock_is_due_not_scheduled(
+    queue: JobQueue, backend: str
+) -> None:
+    """Regression: is_idle read the clock before SQLite granted its transaction, so a job that
+    became due while it waited for the write lock looked 'scheduled for later', and a worker's
+    run_until_idle stopped with that job still queued."""
+    if backend != "sqlite":
+        pytest.skip("the write lock being waited for is SQLite's")
+    path = queue.engine.url.database
+    holder = sqlite3.connect(path, isolation_level=None)
+    try:
+        holder.execute("BEGIN IMMEDIATE")
+        holder.execute(
+            "INSERT INTO jobs (type, payload, priority, state, attempts, max_attempts, not_before, created_at,"
+            " cancel_requested) VALUES ('t', '{}', 0, 'queued', 0, 5, ?, ?, 0)",
+            (time.time() + 0.3, time.time()),
+        )
+        check = asyncio.create_task(queue.is_idle(include_scheduled=False))
+        await asyncio.sleep(0.6)  # is_idle waits for the lock; meanwhile the job falls due
+        holder.execute("COMMIT")
+        assert not await check
+    finally:
+        holder.close()

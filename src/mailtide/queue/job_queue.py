@@ -547,9 +547,12 @@ class JobQueue:
         query = sa.select(jobs.c.id).where(jobs.c.state.in_(ACTIVE_STATES))
         if account_id is not None:
             query = query.where(jobs.c.account_id == account_id)
-        if not include_scheduled:
-            query = query.where(sa.or_(jobs.c.state == RUNNING, jobs.c.not_before <= time.time()))
-        async with self.engine.connect() as conn:
+        async with self.engine.begin() as conn:
+            if not include_scheduled:
+                # Read the clock only now that the transaction has begun: on SQLite, beginning may
+                # wait for the write lock, and a job enqueued (due) during that wait must not pass
+                # for one scheduled later.
+                query = query.where(sa.or_(jobs.c.state == RUNNING, jobs.c.not_before <= time.time()))
             return (await conn.execute(query.limit(1))).first() is None
 
     async def prune(self, completed_older_than: float, failed_older_than: float) -> int:
