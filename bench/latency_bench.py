@@ -1,10 +1,11 @@
 """Add-to-mirror latency of real-time sync: from a message added on the emulator to it being in the mirror.
 
-Four scenarios: push and pull, each with and without a concurrent backfill of another, large account
-(real-time work must overtake it). Everything is real and on loopback: the emulator's Gmail REST API
-and Pub/Sub (gRPC for pull, signed OIDC pushes to mailtide's push endpoint served by uvicorn), the
-google-cloud-pubsub client, the worker, the database. The emulator runs in its own process, as Gmail
-is another machine: its CPU work must not slow mailtide down (and so inflate the figures).
+Four scenarios: push and pull, each with and without a concurrent backfill of other, large accounts
+(--backfill-accounts; real-time work must overtake it). Everything is real and on loopback: the
+emulator's Gmail REST API and Pub/Sub (gRPC for pull, signed OIDC pushes to mailtide's push endpoint
+served by uvicorn), the google-cloud-pubsub client, the worker, the database. The emulator runs in
+its own process, as Gmail is another machine: its CPU work must not slow mailtide down (and so
+inflate the figures).
 Latency = the message row's first write time in the mirror minus the time just before the message
 was added through the emulator's admin API (same machine, same clock).
 
@@ -15,6 +16,7 @@ the next notification and wait for it: that wait is Gmail's, not mailtide's; --i
     .venv/bin/python bench/latency_bench.py                       # 200 messages per scenario (~5 min)
     .venv/bin/python bench/latency_bench.py --messages 40 --backfill-messages 1500   # a quick look
     .venv/bin/python bench/latency_bench.py --backend postgresql  # PostgreSQL at 127.0.0.1:5432/test
+    .venv/bin/python bench/latency_bench.py --backfill-accounts 4 --reserved-slots 0   # no slot kept
 """
 
 from __future__ import annotations
@@ -112,14 +114,14 @@ async def running(start, stop) -> AsyncIterator[None]:  # type: ignore[no-untype
         await asyncio.gather(task, return_exceptions=True)
 
 
-def run_emulator(ready: Any, emails: list[str], bulk_email: str | None, bulk_messages: int) -> None:
+def run_emulator(ready: Any, emails: list[str], bulk_emails: list[str], bulk_messages: int) -> None:
     """The child process: the emulator with the users' mailboxes, until terminated."""
     logging.basicConfig(level=logging.WARNING)
     raws = corpus()
     state = EmulatorState(seed=42)
     for email in emails:
         state.add_user(email, refresh_token=f"{email}-token").add_messages([NewMessage(raws[i]) for i in range(5)])
-    if bulk_email is not None:
+    for bulk_email in bulk_emails:
         bulk = state.add_user(bulk_email, refresh_token=f"{bulk_email}-token")
         bulk.add_messages(NewMessage(raws[i % len(raws)]) for i in range(bulk_messages))
     state.pubsub.broker.create_topic(TOPIC)
@@ -129,11 +131,11 @@ def run_emulator(ready: Any, emails: list[str], bulk_email: str | None, bulk_mes
 
 
 @contextlib.contextmanager
-def emulator_process(emails: list[str], bulk_email: str | None, bulk_messages: int) -> Iterator[tuple[str, str]]:
+def emulator_process(emails: list[str], bulk_emails: list[str], bulk_messages: int) -> Iterator[tuple[str, str]]:
     context = multiprocessing.get_context("spawn")
     ready = context.Queue()
     process = context.Process(
-        target=run_emulator, args=(ready, emails, bulk_email, bulk_messages), daemon=True, name="emulator"
+        target=run_emulator, args=(ready, emails, bulk_emails, bulk_messages), daemon=True, name="emulator"
     )
     process.start()
     try:
@@ -145,8 +147,8 @@ def emulator_process(emails: list[str], bulk_email: str | None, bulk_messages: i
 
 async def scenario(mode: str, with_backfill: bool, args: argparse.Namespace, raws: list[bytes]) -> Result:
     emails = [f"rt{i}@bench.test" for i in range(args.users)]
-    bulk_email = "bulk@bench.test" if with_backfill else None
-    with tempfile.TemporaryDirectory() as tmp, emulator_process(emails, bulk_email, args.backfill_messages) as urls:
+    bulk_emails = [f"bulk{i}@bench.test" for i in range(args.backfill_accounts)] if with_backfill else []
+    with tempfile.TemporaryDirectory() as tmp, emulator_process(emails, bulk_emails, args.backfill_messages) as urls:
         emulator_url, grpc_address = urls
         async with empty_database_url(args.backend, Path(tmp), postgres_url=args.postgres_url) as database_url:
             settings = load_settings(
@@ -155,6 +157,7 @@ async def scenario(mode: str, with_backfill: bool, args: argparse.Namespace, raw
                 gmail_api_url=emulator_url,
                 token_url=emulator_url + "/token",
                 worker_concurrency=args.concurrency,
+                worker_reserved_slots=args.reserved_slots,
                 pubsub_topic=TOPIC,
                 pubsub_subscriptions=[SUBSCRIPTION] if mode == "pull" else [],
                 pubsub_emulator_host=grpc_address,
@@ -164,7 +167,7 @@ async def scenario(mode: str, with_backfill: bool, args: argparse.Namespace, raw
                 history_poll_seconds=0,  # measure notifications, not the safety net
             )
             async with Runtime.open(settings) as rt, httpx.AsyncClient(base_url=emulator_url, timeout=30) as admin:
-                return await measure(rt, admin, emails, bulk_email, mode, args, raws)
+                return await measure(rt, admin, emails, bulk_emails, mode, args, raws)
 
 
 async def quota_units(admin: httpx.AsyncClient, emails: list[str]) -> int:
@@ -180,7 +183,7 @@ async def add_account(rt: Runtime, email: str) -> int:
 
 
 async def measure(
-    rt: Runtime, admin: httpx.AsyncClient, emails: list[str], bulk_email: str | None, mode: str,
+    rt: Runtime, admin: httpx.AsyncClient, emails: list[str], bulk_emails: list[str], mode: str,
     args: argparse.Namespace, raws: list[bytes],
 ) -> Result:
     account_ids = {email: await add_account(rt, email) for email in emails}
@@ -208,16 +211,17 @@ async def measure(
             if watched == len(emails):
                 break
             await asyncio.sleep(0.05)
-        bulk_id = None
-        if bulk_email is not None:
-            bulk_id = await add_account(rt, bulk_email)
+        bulk_ids = [await add_account(rt, bulk_email) for bulk_email in bulk_emails]
+        for bulk_id in bulk_ids:
             await start_backfill(rt.services, bulk_id, recovery=False, reason="bench")
-            await asyncio.sleep(2.0)  # let the backfill get going: listing done, ingests queued
+        if bulk_ids:
+            await asyncio.sleep(2.0)  # let the backfills get going: listing done, ingests queued
         await asyncio.sleep(1.2)  # the watches' own notifications are out of the one-second window
         units_before = await quota_units(admin, emails)
         added: dict[str, float] = {}
         spacing = args.interval / len(emails)
         started = time.time()
+        lag = LoopLag()
         for index in range(args.messages):
             await asyncio.sleep(max(0.0, started + index * spacing - time.time()))
             raw = raws[(index * 7) % len(raws)]
@@ -239,20 +243,51 @@ async def measure(
                 )
                 seen = {row[0]: row[1] for row in rows}
         elapsed_minutes = (time.time() - started) / 60
+        lag.stop()
         if args.explain:
             await explain_waits(rt, list(account_ids.values()), started)
+            print(f"  {lag.describe()}")
         units = await quota_units(admin, emails) - units_before
         mirrored = total = None
-        if bulk_id is not None:
+        if bulk_ids:
             async with rt.engine.connect() as conn:
                 mirrored = (await conn.execute(
-                    sa.select(sa.func.count()).select_from(messages).where(messages.c.account_id == bulk_id)
+                    sa.select(sa.func.count()).select_from(messages).where(messages.c.account_id.in_(bulk_ids))
                 )).scalar_one()
-            total = (await get_account(rt.engine, bulk_id)).messages_total
+            total = sum([(await get_account(rt.engine, bulk_id)).messages_total or 0 for bulk_id in bulk_ids])
     return Result(
-        mode, bulk_email is not None, [seen[i] - added[i] for i in seen], len(added) - len(seen),
+        mode, bool(bulk_ids), [seen[i] - added[i] for i in seen], len(added) - len(seen),
         units / len(emails) / max(elapsed_minutes, 1e-9), mirrored, total,
     )
+
+
+class LoopLag:
+    """How late the event loop wakes a task that sleeps PERIOD: the longest stretches during which
+    a callback held the loop (parsing, storing, ...) and every real-time job had to wait."""
+
+    PERIOD = 0.01
+
+    def __init__(self) -> None:
+        self.lags: list[float] = []
+        self._task = asyncio.create_task(self._watch())
+
+    async def _watch(self) -> None:
+        loop = asyncio.get_running_loop()
+        while True:
+            before = loop.time()
+            await asyncio.sleep(self.PERIOD)
+            self.lags.append(loop.time() - before - self.PERIOD)
+
+    def stop(self) -> None:
+        self._task.cancel()
+
+    def describe(self) -> str:
+        ordered = sorted(self.lags) or [0.0]
+        p99 = ordered[min(len(ordered) - 1, round(0.99 * (len(ordered) - 1)))]
+        blocked = sum(lag for lag in ordered if lag > 0.05)
+        return (f"event loop lag: p50={statistics.median(ordered) * 1000:.1f} ms p99={p99 * 1000:.0f} ms "
+                f"max={ordered[-1] * 1000:.0f} ms; {sum(lag > 0.05 for lag in ordered)} stalls over 50 ms, "
+                f"{blocked:.1f} s in all")
 
 
 async def explain_waits(rt: Runtime, account_ids: list[int], since: float) -> None:
@@ -273,8 +308,10 @@ async def explain_waits(rt: Runtime, account_ids: list[int], since: float) -> No
 
 
 def report(results: list[Result], args: argparse.Namespace) -> None:
+    reserved = "default" if args.reserved_slots is None else args.reserved_slots
     print(f"\nadd-to-mirror latency, {args.messages} messages per scenario over {args.users} users "
-          f"(each user at most one per {args.interval:.2f} s), {args.backend}, worker concurrency {args.concurrency}")
+          f"(each user at most one per {args.interval:.2f} s), {args.backend}, worker concurrency {args.concurrency} "
+          f"(reserved slots: {reserved}), backfill of {args.backfill_accounts} x {args.backfill_messages} messages")
     header = f"{'mode':<6}{'backfill':<22}{'p50 ms':>9}{'p99 ms':>9}{'max ms':>9}{'missing':>9}{'units/user/min':>16}"
     print(header)
     print("-" * len(header))
@@ -303,7 +340,10 @@ async def main() -> None:
     parser.add_argument("--users", type=int, default=4)
     parser.add_argument("--interval", type=float, default=1.1, help="seconds between two messages of one user")
     parser.add_argument("--backfill-messages", type=int, default=3000)
+    parser.add_argument("--backfill-accounts", type=int, default=1, help="accounts backfilled at once")
     parser.add_argument("--concurrency", type=int, default=4, help="worker concurrency (the default setting)")
+    parser.add_argument("--reserved-slots", type=int, default=None,
+                        help="worker slots kept for real-time jobs (default: the setting's default)")
     parser.add_argument("--modes", default="push,pull")
     parser.add_argument("--backend", choices=["sqlite", "postgresql"], default="sqlite")
     parser.add_argument("--postgres-url", default=DEFAULT_POSTGRES_TEST_URL)

@@ -54,6 +54,9 @@ class Settings(BaseSettings):
     token_url: str = GOOGLE_TOKEN_URL
 
     worker_concurrency: int = Field(default=4, ge=1, le=256)
+    # Slots kept for real-time jobs, so that backfills can never fill them all; never all the slots:
+    # at most worker_concurrency - 1 take effect (none with concurrency 1). 0 = no reservation.
+    worker_reserved_slots: int = Field(default=1, ge=0, le=255)
     heartbeat_seconds: float = Field(default=5.0, gt=0)
     poll_seconds: float = Field(default=1.0, gt=0)
     shutdown_grace_seconds: float = Field(default=20.0, ge=0)

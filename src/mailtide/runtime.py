@@ -17,6 +17,7 @@ from mailtide.queue.periodic import Scheduler
 from mailtide.queue.worker import Worker
 from mailtide.secrets import SecretBox
 from mailtide.sync.handlers import build_handlers
+from mailtide.sync.jobtypes import REALTIME_MIN_PRIORITY
 from mailtide.sync.schedules import schedule_handlers, sync_schedules
 from mailtide.sync.services import GmailClients, SyncServices
 
@@ -61,6 +62,8 @@ class Runtime:
             self.telemetry.instrument({**build_handlers(self.services), **schedule_handlers(self.services)}),
             scheduler=self.scheduler() if periodic else None,
             concurrency=self.settings.worker_concurrency,
+            reserved_slots=min(self.settings.worker_reserved_slots, self.settings.worker_concurrency - 1),
+            reserved_min_priority=REALTIME_MIN_PRIORITY,
             heartbeat_seconds=self.settings.heartbeat_seconds,
             poll_seconds=self.settings.poll_seconds,
             shutdown_grace_seconds=self.settings.shutdown_grace_seconds,

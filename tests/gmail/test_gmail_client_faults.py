@@ -41,21 +41,50 @@ async def raises(call) -> GmailError:
 @pytest.mark.parametrize(
     ("body", "fragment"),
     [
-        ('{"emailAddress": "a@example.com", "histo', "body is not JSON"),
-        ("<html><body>Service Unavailable</body></html>", "body is not JSON"),
-        ("", "body is not JSON"),
-        (b"\xff\xfe{not utf-8}", "body is not JSON"),
         ('["a", "b"]', "expected a JSON object, got list"),
         ('{"emailAddress": "a@example.com"}', "historyId"),
         ('{"emailAddress": "a@example.com", "historyId": "not-a-number"}', "historyId"),
     ],
 )
-async def test_malformed_success_bodies(raw_peer, http, body, fragment):
+async def test_well_formed_answers_of_the_wrong_shape_are_not_retried(raw_peer, http, body, fragment):
     peer = await raw_peer(lambda method, target: http_response(200, body))
     error = await raises(gmail_client(http, peer.url).get_profile())
     assert (error.status, error.reason) == (200, "malformedResponse")
     assert fragment in error.message
-    assert len(peer.api_requests()) == 1  # a malformed 2xx is not retried
+    assert not error.is_transient  # the same question would get the same answer
+    assert len(peer.api_requests()) == 1
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        '{"emailAddress": "a@example.com", "histo',  # cut short
+        "<html><body>Service Unavailable</body></html>",
+        "",
+        b"\xff\xfe{not utf-8}",
+    ],
+)
+async def test_unreadable_success_bodies_are_retried_then_reported_as_transient(raw_peer, http, body):
+    peer = await raw_peer(lambda method, target: http_response(200, body))
+    client = gmail_client(http, peer.url, max_retries=2)
+    error = await raises(client.get_profile())
+    assert (error.status, error.reason) == (200, "malformedResponse")
+    assert "body is not JSON" in error.message
+    assert error.unreadable_body and error.is_transient  # the job layer retries it later, never fails it
+    assert len(peer.api_requests()) == 3
+    assert client.request_counts == {("getProfile", 200): 3}
+
+
+async def test_a_body_cut_short_once_is_asked_for_again(raw_peer, http):
+    answers = iter([http_response(200, PROFILE[: len(PROFILE) // 2])])
+
+    def respond(method: str, target: str) -> bytes:
+        return next(answers, None) or http_response(200, PROFILE)
+
+    peer = await raw_peer(respond)
+    profile = await gmail_client(http, peer.url).get_profile()
+    assert profile.history_id == 12345
+    assert len(peer.api_requests()) == 2
 
 
 async def test_history_page_without_history_key_is_fine(raw_peer, http):

@@ -54,6 +54,30 @@ async def test_types_filter(queue: JobQueue) -> None:
     assert sorted(j.type for j in claimed) == ["a", "c"]
 
 
+async def test_min_priority_claims_only_urgent_jobs_in_order(queue: JobQueue) -> None:
+    await queue.enqueue_many([JobSpec("t", {"n": n}, priority=p) for n, p in enumerate([-10, 5, 1, 10, 4, 5, 8])])
+    claimed = await queue.claim("w", limit=10, min_priority=5)
+    assert [(j.payload["n"], j.priority) for j in claimed] == [(3, 10), (6, 8), (1, 5), (5, 5)]
+    assert await queue.claim("w", limit=10, min_priority=5) == []
+    rest = await queue.claim("w", limit=10)
+    assert [j.payload["n"] for j in rest] == [4, 2, 0]  # the others stayed queued, untouched
+
+
+async def test_min_priority_with_types_limit_and_lanes(queue: JobQueue) -> None:
+    await queue.enqueue_many([
+        JobSpec("a", {"n": 0}, priority=1),
+        JobSpec("a", {"n": 1}, priority=9, lane="L"),
+        JobSpec("a", {"n": 2}, priority=9, lane="L"),
+        JobSpec("b", {"n": 3}, priority=9),
+        JobSpec("a", {"n": 4}, priority=7),
+        JobSpec("a", {"n": 5}, priority=6),
+    ])
+    first = await queue.claim("w", limit=2, types=["a"], min_priority=6)
+    assert [j.payload["n"] for j in first] == [1, 4]  # lane L gives one job; type b is not asked for
+    assert [j.payload["n"] for j in await queue.claim("w", limit=5, types=["a"], min_priority=6)] == [5]
+    assert await queue.claim("w", limit=5, types=["a"], min_priority=6) == []  # lane L is busy
+
+
 async def test_one_job_per_lane_in_a_batch_and_busy_lanes_skipped(queue: JobQueue) -> None:
     await queue.enqueue_many([
         JobSpec("t", {"n": 0}, lane="A", priority=3),

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
 
 import pytest
@@ -7,7 +8,7 @@ import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from mailtide.db.schema import jobs
-from mailtide.queue import JobQueue, JobSpec
+from mailtide.queue import Job, JobQueue, JobSpec
 
 
 async def test_enqueue_stores_the_spec(queue: JobQueue) -> None:
@@ -153,3 +154,21 @@ async def test_enqueue_many_sends_one_insert_per_batch(
     with statements_sent(engine) as sent:
         await queue.enqueue(JobSpec("one"))
     assert len([s for s in sent if s.lstrip().upper().startswith("INSERT INTO JOBS")]) == 1
+
+
+async def test_enqueue_many_returns_the_jobs_as_stored(queue: JobQueue) -> None:
+    """Created jobs are built from the specs and their new ids, not read back: they must equal
+    what is stored, column for column; jobs that already held a key are read."""
+    held, _ = await queue.enqueue(JobSpec("sync", {"n": 0}, idempotency_key="held", lane="sync:1"))
+    specs = [
+        JobSpec("ingest", {"ids": ["a"], "deep": {"x": [1, None]}}, priority=3, lane="bulk:1", account_id=7,
+                max_attempts=4, not_before=2_000_000_000.5, idempotency_key="new"),
+        JobSpec("plain"),
+        JobSpec("sync", {"n": 1}, idempotency_key="held"),
+    ]
+    for batch in (specs, specs[1:2] * 3, specs[:1]):  # mixed (one transaction), unkeyed only, keyed only
+        for job in await queue.enqueue_many(batch):
+            assert await queue.get(job.id) == job
+            assert vars(job).keys() == {field.name for field in dataclasses.fields(Job)}
+    result = await queue.enqueue_many(specs)
+    assert result[2] == held and result[0].not_before == 2_000_000_000.5

@@ -250,3 +250,41 @@ async def test_a_backfill_is_never_started_twice(harness: Harness) -> None:
     first = await start_backfill(harness.rt.services, harness.account_id, recovery=False, reason="a")
     second = await start_backfill(harness.rt.services, harness.account_id, recovery=False, reason="b")
     assert first is not None and second is None
+
+
+async def test_a_backfill_asked_for_again_on_an_unchanged_mailbox_hands_over(harness: Harness) -> None:
+    """Regression: the second backfill from the same anchor found the first one's completed page
+    jobs under the same keys, never enqueued its next page, and left the account backfilling for good."""
+    await backfill(harness)
+    for _ in range(2):
+        await backfill(harness)
+        account = await get_account(harness.rt.engine, harness.account_id)
+        assert account.status == STATUS_NORMAL, account.status
+    added = harness.emulator.mailbox.add_message(raw_of(ham_files(1, skip=120)[0]))
+    await jobtypes.request_history_sync(harness.rt.queue, harness.account_id)
+    await harness.settle()
+    drift = await harness.drift()
+    assert drift.total == 0 and added in harness.emulator.facts(), drift.by_kind()
+
+
+async def test_a_backfill_restarted_after_one_failed_half_way_reconciles(harness: Harness) -> None:
+    """Regression: restarting after a first backfill failed part-way was a plain backfill (the account
+    had no history id yet), so what Gmail deleted or relabelled in between stayed in the mirror."""
+    await start_backfill(harness.rt.services, harness.account_id, recovery=False, reason="first")
+    await harness.run_one(jobtypes.BACKFILL)  # page 1: 25 ids, ingested below
+    for _ in range(3):
+        await harness.run_one(jobtypes.INGEST)
+    [page_2] = await harness.rt.queue.claim("test", types=[jobtypes.BACKFILL])
+    await harness.rt.queue.fail(page_2, "Fatal: made up", retryable=False)
+    async with harness.rt.engine.connect() as conn:
+        mirrored = sorted((await conn.execute(sa.select(messages.c.id))).scalars())
+    assert len(mirrored) == 25
+    mailbox = harness.emulator.mailbox
+    mailbox.delete_message(mirrored[0])
+    mailbox.modify_labels(mirrored[1], add=["STARRED"], remove=["INBOX"])
+
+    await start_backfill(harness.rt.services, harness.account_id, recovery=False, reason="again")
+    await harness.settle()
+    drift = await harness.drift()
+    assert drift.total == 0, drift.by_kind()
+    assert await completed_jobs(harness, jobtypes.RECONCILE) == 1

@@ -6,22 +6,25 @@ the grant works before anything is stored.
 
 from __future__ import annotations
 
-import importlib
+import asyncio
 import logging
+import time
 from dataclasses import dataclass
-from types import ModuleType
 
 from mailtide.accounts.consent import Grant, OAuthClient
 from mailtide.accounts.scopes import check_granted
-from mailtide.db.schema import ACTIVE_STATES
+from mailtide.db.schema import ACTIVE_STATES, RUNNING
 from mailtide.gmail import build_gmail_client
 from mailtide.runtime import Runtime
 from mailtide.store.accounts import Account, create_account, delete_account
+from mailtide.sync import watch
 from mailtide.sync.backfill import start_backfill
 from mailtide.sync.reauth import Resumed, resume_account
 
 log = logging.getLogger(__name__)
 
+# How long a removal waits for the account's running jobs to see their cancellation and stop.
+REMOVE_WAIT_SECONDS = 30.0
 
 
 class WrongAccount(Exception):
@@ -44,16 +47,6 @@ async def profile_email(rt: Runtime, client: OAuthClient, grant: Grant) -> str:
     )
     profile = await gmail.get_profile()
     return profile.email_address
-
-
-def _watch_module() -> ModuleType | None:
-    """The Gmail watch lifecycle (real-time sync), when it is part of this build."""
-    try:
-        return importlib.import_module("mailtide.sync.watch")
-    except ModuleNotFoundError as exc:
-        if exc.name == "mailtide.sync.watch":
-            return None
-        raise
 
 
 async def add_account(rt: Runtime, client: OAuthClient, grant: Grant, *, backfill: bool = True) -> AddedAccount:
@@ -88,8 +81,7 @@ async def reauthorize(rt: Runtime, account: Account, client: OAuthClient, grant:
 
 async def remove_account(rt: Runtime, account: Account) -> None:
     """Stop the watch, cancel the account's jobs, delete its mirror and credential."""
-    watch = _watch_module()
-    if watch is not None and rt.settings.pubsub_topic is not None:
+    if rt.settings.pubsub_topic is not None:
         try:
             await watch.stop_watch(rt.services, account.id)
         except Exception as exc:  # a revoked grant or an unreachable Gmail must not prevent the removal
@@ -97,15 +89,28 @@ async def remove_account(rt: Runtime, account: Account) -> None:
     for job in await rt.queue.list_jobs(account_id=account.id, limit=100_000):
         if job.state in ACTIVE_STATES:
             await rt.queue.cancel(job.id)
+    still_running = await _wait_until_stopped(rt, account.id, REMOVE_WAIT_SECONDS)
+    if still_running:
+        # Their late writes fail on the deleted account's foreign keys; nothing is left behind.
+        log.warning("account.remove_with_running_jobs account_id=%s job_ids=%s", account.id, still_running)
     await delete_account(rt.engine, account.id)
     rt.services.gmail.forget(account.id)
     log.info("account.removed account_id=%s email=%s", account.id, account.email)
 
 
+async def _wait_until_stopped(rt: Runtime, account_id: int, timeout: float) -> list[int]:  # noqa: ASYNC109
+    """Wait for the account's running jobs (asked to cancel) to end; the ids still running at the timeout."""
+    deadline = time.monotonic() + timeout
+    while True:
+        running = [job.id for job in await rt.queue.list_jobs(account_id=account_id, state=RUNNING)]
+        if not running or time.monotonic() >= deadline:
+            return running
+        await asyncio.sleep(0.2)
+
+
 async def _register_watch(rt: Runtime, account_id: int) -> bool:
     """Queue the account's first Gmail watch when Pub/Sub is configured (the watch job reports failures)."""
-    watch = _watch_module()
-    if watch is None or rt.settings.pubsub_topic is None:
+    if rt.settings.pubsub_topic is None:
         return False
     await watch.request_watch(rt.queue, account_id)
     return True

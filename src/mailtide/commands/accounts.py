@@ -172,8 +172,7 @@ def reauth(
         resumed = asyncio.run(store())
     except (GmailError, ScopeProblem, WrongAccount) as exc:
         raise _fail(str(exc), 1) from None
-    console.print(f"account {found.email} re-authorised: status {resumed.status}, "
-                  f"{resumed.unparked} paused job(s) resumed, {resumed.retried} failed job(s) retried.")
+    console.print(f"account {found.email} re-authorised: {resumed.describe()}.")
 
 
 @app.command("add-token")
@@ -183,26 +182,54 @@ def add_token(
     client_id: Annotated[str, typer.Option(help="OAuth client id.")],
     refresh_token: Annotated[str, typer.Option(help="OAuth refresh token for the account.")],
     client_secret: Annotated[str, typer.Option(help="OAuth client secret.")] = "",
-    backfill: Annotated[bool, typer.Option(help="Enqueue the first backfill.")] = True,
+    backfill: Annotated[bool, typer.Option(help="Enqueue the first backfill (new accounts only).")] = True,
+    replace: Annotated[
+        bool, typer.Option("--replace", help="The account exists: replace its credential and resume its sync.")
+    ] = False,
+    verify: Annotated[
+        bool, typer.Option("--verify/--no-verify", help="Check with Gmail that the token works and is EMAIL's.")
+    ] = True,
 ) -> None:
     """Add an account from an existing OAuth refresh token (stored encrypted)."""
+    from mailtide.accounts.consent import Grant, OAuthClient
+    from mailtide.accounts.lifecycle import profile_email
+    from mailtide.gmail import GmailError
+
     settings = settings_from_context(ctx)
 
-    async def add() -> int:
-        from mailtide.store.accounts import create_account
+    async def add() -> str:
+        from mailtide.store.accounts import AccountNotFound, create_account, find_account
         from mailtide.sync.backfill import start_backfill
+        from mailtide.sync.reauth import resume_account
 
         async with _runtime(settings) as rt:
+            try:
+                existing: Account | None = await find_account(rt.engine, email)
+            except AccountNotFound:
+                existing = None
+            if existing is not None and not replace:
+                # Silently swapping the credential of a mirrored account would hide a typo'd address.
+                raise _fail(f"account {email} already exists (id {existing.id}); give --replace to replace "
+                            "its credential, or run `mailtide accounts reauth`")
+            if verify:
+                client = OAuthClient(client_id, client_secret, settings.oauth_auth_url, settings.token_url)
+                try:
+                    owner = await profile_email(rt, client, Grant(refresh_token, ()))
+                except GmailError as exc:
+                    raise _fail(f"the token does not work: {exc} (--no-verify adds it anyway)", 1) from None
+                if owner.lower() != email.lower():
+                    raise _fail(f"the token belongs to {owner}, not to {email}")
             account_id = await create_account(
                 rt.engine, email, client_id=client_id, client_secret=client_secret or None,
                 refresh_token=refresh_token, secrets=rt.secrets,
             )
-            if backfill:
-                await start_backfill(rt.services, account_id, recovery=False, reason="new account")
-            return account_id
+            if existing is not None:
+                resumed = await resume_account(rt.services, account_id)
+                return f"account {email} (id {account_id}): credential replaced; {resumed.describe()}"
+            queued = backfill and await start_backfill(rt.services, account_id, recovery=False, reason="new account")
+            return f"account {email} added (id {account_id}){'; backfill queued' if queued else ''}"
 
-    account_id = asyncio.run(add())
-    console.print(f"account {email} added (id {account_id}){'; backfill queued' if backfill else ''}")
+    console.print(asyncio.run(add()))
 
 
 @app.command("list")

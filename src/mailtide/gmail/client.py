@@ -2,8 +2,9 @@
 
 Every failure surfaces as a GmailError: HTTP errors with Gmail's reason, network failures as
 status 0 "connectionError", and 2xx bodies that are not what Gmail promises as "malformedResponse".
-Requests ride the quota (gmail/limiter.py); rate limits, 5xx and connection errors are retried a
-bounded number of times inside the client, and only then reach the caller (the job layer).
+Requests ride the quota (gmail/limiter.py); rate limits, 5xx, connection errors and 2xx bodies that
+are not JSON at all (cut short on the way) are retried a bounded number of times inside the client,
+and only then reach the caller (the job layer), which retries them later too (GmailError.is_transient).
 """
 
 from __future__ import annotations
@@ -365,8 +366,9 @@ class GmailClient:
         return self._model(Message, data, status, f"messages.get {message_id}")
 
     async def _get_one(self, message_id: str, format: MessageFormat) -> Message | GmailError:
-        """A single get in iter_messages: per-message failures are yielded, account-wide ones raised. A body
-        cut short is retried as in a batch (_get already retried rate limits and server errors)."""
+        """A single get in iter_messages: per-message failures are yielded, account-wide ones raised. An
+        answer of the wrong shape is retried as in a batch (_get already retried rate limits, server
+        errors and bodies cut short)."""
         budget = _Budget()
         while True:
             try:
@@ -374,7 +376,7 @@ class GmailClient:
             except GmailError as exc:
                 if exc.status == 401 or exc.is_access_denied or exc.is_auth_revoked:
                     raise
-                if exc.reason != MALFORMED or budget.server >= self._max_retries:
+                if exc.reason != MALFORMED or exc.unreadable_body or budget.server >= self._max_retries:
                     return exc
                 budget.server += 1
                 await self._backoff("messages.get", budget.server, exc)
@@ -433,7 +435,8 @@ class GmailClient:
                 "gmail.retry method=%s reason=%s pause=%.2f attempt=%s", method, error.reason, pause, budget.rate
             )
             return  # the limiter holds the next acquire() for the pause
-        if error.is_server_error and budget.server < self._max_retries and self._may_wait(error.retry_after):
+        retry_soon = error.is_retried_like_server_error
+        if retry_soon and budget.server < self._max_retries and self._may_wait(error.retry_after):
             budget.server += 1
             await self._backoff(method, budget.server, error)
             return
@@ -448,7 +451,7 @@ class GmailClient:
         json_body: dict[str, Any] | None = None,
     ) -> tuple[int, dict[str, Any]]:
         """GET (POST when given a JSON body) with quota pacing, auth, one re-auth on 401, and bounded
-        retries of rate limits and 5xx. An empty 2xx body (users.stop) reads as {}."""
+        retries of rate limits, 5xx and 2xx bodies cut short. An empty 2xx body (users.stop) reads as {}."""
         url = self._base + path
         units = self.limiter.profile.cost(method)
         budget = _Budget()
@@ -460,7 +463,11 @@ class GmailClient:
                 continue
             status = response.status_code
             if 200 <= status < 300:
-                data = {} if json_body is not None and not response.content else json_object(response, method)
+                try:
+                    data = {} if json_body is not None and not response.content else json_object(response, method)
+                except GmailError as exc:
+                    await self._before_retry(method, exc, budget)  # a body cut short is asked for again
+                    continue
                 self.limiter.on_success(units)
                 await self._concurrency.note_success()
                 return status, data

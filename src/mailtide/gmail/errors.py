@@ -16,14 +16,25 @@ class GmailError(Exception):
     status: HTTP status (0 when no HTTP answer arrived: connection error, timeout).
     reason: Gmail's machine-readable reason (e.g. "notFound", "rateLimitExceeded", "invalid_grant",
             "malformedResponse", "connectionError").
+    unreadable_body: a 2xx whose body is not JSON at all (cut short on the way, or garbled): unlike a
+            well-formed answer of the wrong shape, asking again will most likely get a good one.
     """
 
-    def __init__(self, status: int, reason: str, message: str, *, retry_after: float | None = None) -> None:
+    def __init__(
+        self,
+        status: int,
+        reason: str,
+        message: str,
+        *,
+        retry_after: float | None = None,
+        unreadable_body: bool = False,
+    ) -> None:
         super().__init__(f"Gmail API error {status} {reason}: {message}")
         self.status = status
         self.reason = reason
         self.message = message
         self.retry_after = retry_after
+        self.unreadable_body = unreadable_body
 
     @property
     def is_not_found(self) -> bool:
@@ -55,6 +66,11 @@ class GmailError(Exception):
         return self.status == 0 or self.status >= 500
 
     @property
+    def is_retried_like_server_error(self) -> bool:
+        """A 5xx, no answer, or a 2xx body that could not be read: retry soon with jittered back-off."""
+        return self.is_server_error or self.unreadable_body
+
+    @property
     def is_transient(self) -> bool:
-        """Worth retrying later: rate limits, server errors, network failures."""
-        return self.is_server_error or self.is_rate_limited
+        """Worth retrying later: rate limits, server errors, network failures, bodies cut short."""
+        return self.is_retried_like_server_error or self.is_rate_limited

@@ -71,7 +71,8 @@ def body_excerpt(response: httpx.Response) -> str:
 
 
 def parse_json_object(status: int, content: bytes, content_type: str, what: str) -> dict[str, Any]:
-    """A body as a JSON object, or GmailError(status, "malformedResponse") saying what is wrong."""
+    """A body as a JSON object, or GmailError(status, "malformedResponse") saying what is wrong (with
+    unreadable_body set when it is not JSON at all: a reply cut short, worth asking again)."""
     try:
         data = json.loads(content)
     except ValueError as exc:  # includes invalid UTF-8
@@ -81,6 +82,7 @@ def parse_json_object(status: int, content: bytes, content_type: str, what: str)
             MALFORMED,
             f"{what}: body is not JSON ({len(content)} bytes, {content_type or '?'}; {detail}): "
             f"{excerpt(content, content_type)!r}",
+            unreadable_body=True,
         ) from None
     if not isinstance(data, dict):
         raise GmailError(status, MALFORMED, f"{what}: expected a JSON object, got {type(data).__name__}")

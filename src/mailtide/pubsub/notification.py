@@ -62,6 +62,8 @@ def parse_notification(data: bytes) -> GmailNotification:
         payload = json.loads(data.decode("utf-8"))
     except (UnicodeDecodeError, ValueError) as exc:
         raise MalformedNotification(f"data is not JSON ({exc.__class__.__name__})") from None
+    except RecursionError:
+        raise MalformedNotification("data is JSON nested too deeply") from None
     if not isinstance(payload, dict):
         raise MalformedNotification("data is not a JSON object")
     email = payload.get("emailAddress")
@@ -91,6 +93,8 @@ def parse_push_body(body: bytes) -> PushEnvelope:
         envelope = json.loads(body)
     except (UnicodeDecodeError, ValueError):
         raise MalformedNotification("push body is not JSON") from None
+    except RecursionError:  # json's parser recurses once per nesting level
+        raise MalformedNotification("push body is JSON nested too deeply") from None
     if not isinstance(envelope, dict) or not isinstance(envelope.get("message"), dict):
         raise MalformedNotification("push body has no 'message' object")
     message: dict[str, Any] = envelope["message"]

@@ -4,7 +4,8 @@ Answers, in Pub/Sub's terms (2xx acknowledges, anything else means "deliver agai
 - 401 no, malformed, unsigned, badly signed or expired token, wrong audience or issuer;
 - 403 a valid token for another service account, or one whose email is not verified;
 - 200 the history sync is durably enqueued, or the message is malformed / for an unknown account
-  (logged: redelivering it would never help);
+  (logged: redelivering it would never help). A body over MAX_BODY_BYTES counts as malformed: it is
+  read only up to the limit (the rest is discarded unread), and nesting too deep for the JSON parser too;
 - 503 a transient failure (database, certificates): Pub/Sub redelivers with backoff.
 """
 
@@ -63,10 +64,9 @@ def build_push_router(intake: NotificationIntake, verifier: PushTokenVerifier, *
             return JSONResponse({"error": exc.reason}, status_code=exc.status, headers=headers)
         except CertificatesUnavailable as exc:
             return JSONResponse({"error": str(exc)}, status_code=503)
-        body = await request.body()
+        body = b""
         try:
-            if len(body) > MAX_BODY_BYTES:
-                raise MalformedNotification(f"push body of {len(body)} bytes is too large")
+            body = await read_body(request, MAX_BODY_BYTES)
             envelope = parse_push_body(body)
         except MalformedNotification as exc:
             result = intake.malformed(exc, source="push", data=body)
@@ -79,3 +79,17 @@ def build_push_router(intake: NotificationIntake, verifier: PushTokenVerifier, *
         return JSONResponse({"result": result.outcome, "detail": result.detail})
 
     return router
+
+
+async def read_body(request: Request, limit: int) -> bytes:
+    """The request body, read chunk by chunk and given up on as soon as it passes `limit` bytes
+    (a Gmail notification's envelope is well under 1 KB; a huge body must not be held in memory)."""
+    declared = request.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > limit:
+        raise MalformedNotification(f"push body of {declared} bytes is larger than {limit}")
+    body = bytearray()
+    async for chunk in request.stream():
+        body += chunk
+        if len(body) > limit:
+            raise MalformedNotification(f"push body is larger than {limit} bytes")
+    return bytes(body)

@@ -36,7 +36,14 @@ from mailtide.queue import statements
 from mailtide.queue.backoff import backoff_delay
 from mailtide.queue.jobs import Job, JobSpec
 from mailtide.queue.pg_listen import NOTIFY_NEW_WORK
-from mailtide.queue.records import JobStep, clip_error, job_from_row, row_from_spec, step_from_row
+from mailtide.queue.records import (
+    JobStep,
+    clip_error,
+    job_from_inserted_row,
+    job_from_row,
+    row_from_spec,
+    step_from_row,
+)
 from mailtide.queue.stats import QueueStats, collect_stats
 from mailtide.queue.wakeup import WakeUp, wakeup_for
 
@@ -67,8 +74,18 @@ def _canceled_or(state: str) -> sa.ColumnElement[Any]:
     return sa.case((jobs.c.cancel_requested, CANCELED), else_=state)
 
 
+def _violated_constraint(exc: IntegrityError) -> str | None:
+    """The constraint or unique index an IntegrityError names, when the driver tells (asyncpg:
+    `constraint_name` of its exception, which SQLAlchemy's adapter chains as the cause)."""
+    return getattr(exc.orig.__cause__, "constraint_name", None) if exc.orig is not None else None
+
+
 def _is_running_lane_conflict(exc: IntegrityError) -> bool:
-    return statements.RUNNING_LANE_INDEX in str(exc.orig) or "jobs.lane" in str(exc.orig)
+    constraint = _violated_constraint(exc)
+    if constraint is not None:
+        return constraint == statements.RUNNING_LANE_INDEX
+    # SQLite names only the columns, in its message: "UNIQUE constraint failed: jobs.lane".
+    return str(exc.orig).endswith("UNIQUE constraint failed: jobs.lane")
 
 
 class JobQueue:
@@ -83,7 +100,7 @@ class JobQueue:
         self._autocommit: AsyncEngine | None = (
             engine.execution_options(isolation_level="AUTOCOMMIT") if self.dialect_name == "postgresql" else None
         )
-        self._insert = statements.insert_skipping_active_keys(self.dialect_name)
+        self._insert_batch = statements.insert_batch_skipping_active_keys(self.dialect_name)
 
     async def close(self) -> None:
         """Release the wake-up's resources (PostgreSQL: its LISTEN connection); before engine.dispose()."""
@@ -137,7 +154,7 @@ class JobQueue:
             for _ in range(RACE_RETRIES):
                 inserted = (await tx.execute(statements.insert_one_skipping_active_key(self.dialect_name), row)).first()
                 if inserted is not None:
-                    job = job_from_row(inserted)
+                    job = job_from_inserted_row(row, inserted.id)
                     break
                 assert spec.idempotency_key is not None  # only a key can conflict
                 existing = (await tx.execute(statements.select_active_by_keys([spec.idempotency_key]))).first()
@@ -156,50 +173,70 @@ class JobQueue:
 
         The idempotency rule of `enqueue` holds, also between duplicates inside `specs`: a spec
         whose key is already taken (by an active job or an earlier spec) maps to that job.
+        Jobs created here are built from the specs and their new ids, not read back.
         """
         if not specs:
             return []
         now = time.time()
-        by_key: dict[str, Job] = {}
-        unkeyed_jobs: list[Job] = []
         # Keys in sorted order: concurrent batches then take their key locks in the same order
         # and cannot deadlock each other on PostgreSQL.
         first_spec_by_key = {s.idempotency_key: s for s in reversed(specs) if s.idempotency_key is not None}
         keyed_rows = [row_from_spec(first_spec_by_key[key], now) for key in sorted(first_spec_by_key)]
         unkeyed_rows = [row_from_spec(s, now) for s in specs if s.idempotency_key is None]
-        created = 0
-        async with self._transaction(conn) as tx:
-            for start in range(0, len(unkeyed_rows), ENQUEUE_CHUNK):
-                chunk = unkeyed_rows[start : start + ENQUEUE_CHUNK]
-                result = await tx.execute(self._insert, chunk)
-                # Rows of one multi-row INSERT get ascending ids in VALUES order on both backends.
-                unkeyed_jobs.extend(sorted((job_from_row(r) for r in result), key=lambda job: job.id))
-                created += len(chunk)
-            for start in range(0, len(keyed_rows), ENQUEUE_CHUNK):
-                pending = keyed_rows[start : start + ENQUEUE_CHUNK]
-                for _ in range(RACE_RETRIES):
-                    result = await tx.execute(self._insert, pending)
-                    for inserted in result:
-                        by_key[inserted.idempotency_key] = job_from_row(inserted)
-                        created += 1
-                    missing = [r["idempotency_key"] for r in pending if r["idempotency_key"] not in by_key]
-                    if missing:
-                        existing = await tx.execute(statements.select_active_by_keys(missing))
-                        for row in existing:
-                            by_key[row.idempotency_key] = job_from_row(row)
-                    # Whatever is still missing lost a race with a job that just finished.
-                    pending = [r for r in pending if r["idempotency_key"] not in by_key]
-                    if not pending:
-                        break
-                else:
-                    raise EnqueueRaceError(f"could not enqueue {len(pending)} keyed jobs")
-        if len(unkeyed_jobs) != len(unkeyed_rows):
-            raise RuntimeError("enqueue_many: INSERT returned fewer rows than it was given")
+        # A batch that fits one INSERT is atomic without a transaction around it (PostgreSQL:
+        # autocommit spares BEGIN and COMMIT); the race loop's later statements stand on their own.
+        one_insert = not (keyed_rows and unkeyed_rows) and len(keyed_rows or unkeyed_rows) <= ENQUEUE_CHUNK
+        async with (self._single_statements(conn) if one_insert else self._transaction(conn)) as tx:
+            unkeyed_jobs = await self._insert_unkeyed(tx, unkeyed_rows)
+            by_key, keyed_created = await self._insert_keyed(tx, keyed_rows)
+        created = len(unkeyed_jobs) + keyed_created
         logger.debug("queue.enqueued_many specs=%d created=%d", len(specs), created)
         if created:
             self.wakeup.notify()
         unkeyed = iter(unkeyed_jobs)
         return [by_key[s.idempotency_key] if s.idempotency_key is not None else next(unkeyed) for s in specs]
+
+    async def _insert_rows(self, tx: AsyncConnection, rows: Sequence[dict[str, Any]]) -> list[sa.Row[Any]]:
+        """One batch INSERT; (id, idempotency_key) of the rows that got in."""
+        parameters = statements.insert_batch_parameters(self.dialect_name, rows)
+        return list(await tx.execute(self._insert_batch, parameters))
+
+    async def _insert_unkeyed(self, tx: AsyncConnection, rows: Sequence[dict[str, Any]]) -> list[Job]:
+        """Insert rows without an idempotency key (all of them get in); their jobs, in row order."""
+        created: list[Job] = []
+        for start in range(0, len(rows), ENQUEUE_CHUNK):
+            chunk = rows[start : start + ENQUEUE_CHUNK]
+            # Rows of one multi-row INSERT get ascending ids in the order given, on both backends.
+            ids = sorted(inserted.id for inserted in await self._insert_rows(tx, chunk))
+            if len(ids) != len(chunk):
+                raise RuntimeError("enqueue_many: INSERT returned fewer rows than it was given")
+            created.extend(map(job_from_inserted_row, chunk, ids))
+        return created
+
+    async def _insert_keyed(self, tx: AsyncConnection, rows: Sequence[dict[str, Any]]) -> tuple[dict[str, Job], int]:
+        """Insert rows with distinct idempotency keys; returns {key: the active job holding it}
+        (the new one, or the one that held the key already) and how many jobs were created."""
+        by_key: dict[str, Job] = {}
+        created = 0
+        for start in range(0, len(rows), ENQUEUE_CHUNK):
+            pending = {row["idempotency_key"]: row for row in rows[start : start + ENQUEUE_CHUNK]}
+            for _ in range(RACE_RETRIES):
+                for inserted in await self._insert_rows(tx, list(pending.values())):
+                    by_key[inserted.idempotency_key] = job_from_inserted_row(
+                        pending[inserted.idempotency_key], inserted.id
+                    )
+                    created += 1
+                missing = [key for key in pending if key not in by_key]
+                if missing:
+                    for holder in await tx.execute(statements.select_active_by_keys(missing)):
+                        by_key[holder.idempotency_key] = job_from_row(holder)
+                # Whatever is still missing lost a race with a job that just finished.
+                pending = {key: row for key, row in pending.items() if key not in by_key}
+                if not pending:
+                    break
+            else:
+                raise EnqueueRaceError(f"could not enqueue {len(pending)} keyed jobs")
+        return by_key, created
 
     async def enqueue_coalesced(self, spec: JobSpec) -> Job:
         """At most one *queued* job per key, without losing a change announced mid-run.
@@ -237,14 +274,22 @@ class JobQueue:
 
     # ------------------------------------------------------------------ claim and finish
 
-    async def claim(self, worker_id: str, limit: int = 1, types: Sequence[str] | None = None) -> list[Job]:
+    async def claim(
+        self, worker_id: str, limit: int = 1, types: Sequence[str] | None = None, *, min_priority: int | None = None
+    ) -> list[Job]:
         """Take up to `limit` due queued jobs (priority desc, then oldest), at most one per lane,
-        skipping lanes that already have a running job. They come back running, attempts + 1."""
+        skipping lanes that already have a running job. They come back running, attempts + 1.
+        min_priority: only jobs of at least that priority (what a worker's reserved slots take)."""
         if limit < 1:
             return []
-        statement = statements.claim(dialect_name=self.dialect_name, limit=limit, filter_types=types is not None)
+        statement = statements.claim(
+            dialect_name=self.dialect_name, limit=limit, filter_types=types is not None,
+            filter_priority=min_priority is not None,
+        )
         for _ in range(RACE_RETRIES):
-            parameters = statements.claim_parameters(worker_id=worker_id, now=time.time(), limit=limit, types=types)
+            parameters = statements.claim_parameters(
+                worker_id=worker_id, now=time.time(), limit=limit, types=types, min_priority=min_priority
+            )
             try:
                 async with self._single_statements() as conn:
                     rows = (await conn.execute(statement, parameters)).all()
@@ -514,9 +559,12 @@ class JobQueue:
         type: str | None = None,
         account_id: int | None = None,
         limit: int = 100,
+        before_id: int | None = None,
     ) -> list[Job]:
-        """Jobs matching the filters, newest first."""
+        """Jobs matching the filters, newest first (older than job `before_id`, to page)."""
         query = sa.select(jobs).order_by(jobs.c.id.desc()).limit(limit)
+        if before_id is not None:
+            query = query.where(jobs.c.id < before_id)
         if state is not None:
             query = query.where(jobs.c.state == state)
         if type is not None:

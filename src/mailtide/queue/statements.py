@@ -26,35 +26,58 @@ INSERT_COLUMNS = (
 
 
 @functools.lru_cache(maxsize=4)
-def insert_skipping_active_keys(dialect_name: str) -> sa.Insert:
-    """INSERT jobs; a row whose idempotency key is held by an active job is silently skipped.
+def insert_batch_skipping_active_keys(dialect_name: str) -> sa.Executable:
+    """INSERT many jobs in one statement; a row whose idempotency key is held by an active job is
+    silently skipped. Run it with insert_batch_parameters(). RETURNING gives `id` and
+    `idempotency_key` of the rows actually inserted, in no guaranteed order; on PostgreSQL also
+    the NOTIFY of each (ANNOUNCED). The caller knows the rest of each row: it wrote it.
 
-    Execute it with a list of row dicts: SQLAlchemy's "insertmanyvalues" sends one multi-row
-    INSERT per batch (a `.values([...])` INSERT would be rebuilt and compiled on every call,
-    which cost more than the database's work). RETURNING gives the rows actually inserted, in no
-    guaranteed order; on PostgreSQL it also sends the NOTIFY for each of them (ANNOUNCED).
+    PostgreSQL: the rows travel as one array per column, unnested by the server. The statement is
+    short and prepared once whatever the batch size, and SQLAlchemy binds 12 parameters per
+    batch instead of 12 per row (a multi-row VALUES, each one handled on its own).
+    SQLite: a Core INSERT executed with a list of row dicts, which SQLAlchemy sends as one
+    multi-row INSERT ("insertmanyvalues").
     """
     if dialect_name == "postgresql":
-        insert = postgresql.insert(jobs)
-    elif dialect_name == "sqlite":
-        insert = sqlite.insert(jobs)
-    else:
-        raise NotImplementedError(f"job queue does not support {dialect_name}")
-    return insert.on_conflict_do_nothing(
-        index_elements=[jobs.c.idempotency_key], index_where=sa.text(ACTIVE_KEY_PREDICATE)
-    ).returning(*jobs.c, *_announced(dialect_name))
+        return _postgres_insert_batch()
+    if dialect_name == "sqlite":
+        return sqlite.insert(jobs).on_conflict_do_nothing(
+            index_elements=[jobs.c.idempotency_key], index_where=sa.text(ACTIVE_KEY_PREDICATE)
+        ).returning(jobs.c.id, jobs.c.idempotency_key)
+    raise NotImplementedError(f"job queue does not support {dialect_name}")
+
+
+def insert_batch_parameters(dialect_name: str, rows: Sequence[dict[str, Any]]) -> Any:
+    """The parameters of insert_batch_skipping_active_keys() for these rows (records.row_from_spec)."""
+    if dialect_name == "postgresql":
+        return {name: [row[name] for row in rows] for name in INSERT_COLUMNS}
+    return rows
+
+
+def _postgres_insert_batch() -> sa.TextClause:
+    inserted = [column for column in jobs.c if column.name in INSERT_COLUMNS]
+    names = ", ".join(column.name for column in inserted)
+    pg = postgresql.dialect()
+    arrays = ", ".join(f"CAST(:{column.name} AS {column.type.compile(dialect=pg)}[])" for column in inserted)
+    sql = (
+        f"INSERT INTO jobs ({names}) SELECT {names} FROM unnest({arrays}) AS batch({names}) "
+        f"ON CONFLICT (idempotency_key) WHERE {ACTIVE_KEY_PREDICATE} DO NOTHING "
+        f"RETURNING id, idempotency_key, {NOTIFY_EXPRESSION} AS {ANNOUNCED}"
+    )
+    return sa.text(sql).bindparams(*(sa.bindparam(c.name, type_=postgresql.ARRAY(c.type)) for c in inserted))
 
 
 @functools.lru_cache(maxsize=2)
 def insert_one_skipping_active_key(dialect_name: str) -> sa.TextualSelect:
-    """The single-row form of insert_skipping_active_keys(), as SQL both backends accept.
+    """The single-row form of insert_batch_skipping_active_keys(), as SQL both backends accept;
+    RETURNING the new `id` (PostgreSQL: and ANNOUNCED).
 
     Dialect-specific INSERTs (needed for ON CONFLICT) are not cacheable in SQLAlchemy 2.0, so
     every execution recompiles them: for one row that is most of the cost of an enqueue. A
     text() statement with typed parameters and result columns compiles once.
     """
     inserted = [column for column in jobs.c if column.name in INSERT_COLUMNS]
-    returned = [c.name for c in jobs.c]
+    returned = ["id"]
     if dialect_name == "postgresql":
         returned.append(f"{NOTIFY_EXPRESSION} AS {ANNOUNCED}")
     sql = (
@@ -63,15 +86,8 @@ def insert_one_skipping_active_key(dialect_name: str) -> sa.TextualSelect:
         f"ON CONFLICT (idempotency_key) WHERE {ACTIVE_KEY_PREDICATE} DO NOTHING "
         f"RETURNING {', '.join(returned)}"
     )
-    result_columns = [*jobs.c, *(sa.column(ANNOUNCED) for _ in returned[len(jobs.c):])]
+    result_columns = [jobs.c.id, *(sa.column(ANNOUNCED) for _ in returned[1:])]
     return sa.text(sql).bindparams(*(sa.bindparam(c.name, type_=c.type) for c in inserted)).columns(*result_columns)
-
-
-def _announced(dialect_name: str) -> list[sa.ColumnElement[Any]]:
-    """PostgreSQL: the NOTIFY of an inserted job, as an extra RETURNING column (see pg_listen)."""
-    if dialect_name != "postgresql":
-        return []
-    return [sa.literal_column(NOTIFY_EXPRESSION).label(ANNOUNCED)]
 
 
 @functools.lru_cache(maxsize=1)
@@ -100,7 +116,9 @@ def claim_window(limit: int) -> int:
     return limit * 2 + 8
 
 
-def claim_parameters(*, worker_id: str, now: float, limit: int, types: Sequence[str] | None) -> dict[str, Any]:
+def claim_parameters(
+    *, worker_id: str, now: float, limit: int, types: Sequence[str] | None, min_priority: int | None = None
+) -> dict[str, Any]:
     parameters: dict[str, Any] = {
         "claim_worker_id": worker_id,
         "claim_now": now,
@@ -109,15 +127,18 @@ def claim_parameters(*, worker_id: str, now: float, limit: int, types: Sequence[
     }
     if types is not None:
         parameters["claim_types"] = list(types)
+    if min_priority is not None:
+        parameters["claim_min_priority"] = min_priority
     return parameters
 
 
-def claim(*, dialect_name: str, limit: int, filter_types: bool) -> sa.Executable:
+def claim(*, dialect_name: str, limit: int, filter_types: bool, filter_priority: bool = False) -> sa.Executable:
     """The statement that claims up to `limit` due jobs (priority desc, then oldest), at most one
-    per lane, skipping lanes that have a running job; run it with claim_parameters()."""
+    per lane, skipping lanes that have a running job; run it with claim_parameters().
+    filter_priority: only jobs of priority >= claim_min_priority (a worker's reserved slots)."""
     if dialect_name == "postgresql":
-        return _postgres_claim(filter_types=filter_types)
-    return _portable_claim(limit=limit, filter_types=filter_types)
+        return _postgres_claim(filter_types=filter_types, filter_priority=filter_priority)
+    return _portable_claim(limit=limit, filter_types=filter_types, filter_priority=filter_priority)
 
 
 # PostgreSQL: walk the priority levels instead of sorting the queue.
@@ -128,7 +149,8 @@ def claim(*, dialect_name: str, limit: int, filter_types: bool) -> sa.Executable
 # queued jobs from the top, one index probe each, and for each level the LATERAL subquery reads
 # jobs in id order straight from the index, locking them FOR UPDATE SKIP LOCKED so that
 # concurrent claimers take disjoint rows. The outer LIMIT stops the walk once the window is full,
-# so a claim reads O(levels + window) rows whatever the backlog. Within the window only the
+# so a claim reads O(levels + window) rows whatever the backlog; with a minimum priority the walk
+# stops at the last level that reaches it. Within the window only the
 # first job of each lane is picked (jobs without a lane each count as a lane of their own).
 # The picked ids reach the UPDATE as `id = ANY(ARRAY(...))`: computed once, then looked up by
 # primary key (with `id IN (...)` a young table's "one row" statistics led the planner to scan
@@ -136,10 +158,10 @@ def claim(*, dialect_name: str, limit: int, filter_types: bool) -> sa.Executable
 # statement, so they are still queued when updated.
 _POSTGRES_CLAIM_SQL = """
 WITH RECURSIVE levels(priority) AS (
-    (SELECT priority FROM jobs WHERE state = 'queued' ORDER BY priority DESC LIMIT 1)
+    (SELECT priority FROM jobs WHERE state = 'queued' {priority_filter} ORDER BY priority DESC LIMIT 1)
     UNION ALL
     SELECT (SELECT below.priority FROM jobs AS below
-            WHERE below.state = 'queued' AND below.priority < levels.priority
+            WHERE below.state = 'queued' AND below.priority < levels.priority {below_priority_filter}
             ORDER BY below.priority DESC LIMIT 1)
     FROM levels
     WHERE levels.priority IS NOT NULL
@@ -181,10 +203,12 @@ RETURNING {returning}
 """
 
 
-@functools.lru_cache(maxsize=2)
-def _postgres_claim(*, filter_types: bool) -> sa.TextualSelect:
+@functools.lru_cache(maxsize=4)
+def _postgres_claim(*, filter_types: bool, filter_priority: bool) -> sa.TextualSelect:
     sql = _POSTGRES_CLAIM_SQL.format(
         type_filter="AND queued.type = ANY(:claim_types)" if filter_types else "",
+        priority_filter="AND priority >= :claim_min_priority" if filter_priority else "",
+        below_priority_filter="AND below.priority >= :claim_min_priority" if filter_priority else "",
         returning=", ".join(f"jobs.{column.name}" for column in jobs.c),
     )
     binds = [
@@ -195,6 +219,8 @@ def _postgres_claim(*, filter_types: bool) -> sa.TextualSelect:
     ]
     if filter_types:
         binds.append(sa.bindparam("claim_types", type_=postgresql.ARRAY(sa.String)))
+    if filter_priority:
+        binds.append(sa.bindparam("claim_min_priority", type_=sa.Integer))
     return sa.text(sql).bindparams(*binds).columns(*jobs.c)
 
 
@@ -205,9 +231,9 @@ def _state_is(table: sa.TableClause, state: str) -> sa.ColumnElement[bool]:
 
 
 @functools.lru_cache(maxsize=256)
-def _portable_claim(*, limit: int, filter_types: bool) -> sa.Update:
-    """The claim in SQLAlchemy Core (used for SQLite), built once per (limit, filter_types):
-    building it costs more than running it.
+def _portable_claim(*, limit: int, filter_types: bool, filter_priority: bool) -> sa.Update:
+    """The claim in SQLAlchemy Core (used for SQLite), built once per (limit, filter_types,
+    filter_priority): building it costs more than running it.
 
     Candidates are queued, due, and not in a lane that already has a running job, taken by
     priority then age, a window of claim_window(limit). Only the first job of each lane in the
@@ -226,6 +252,8 @@ def _portable_claim(*, limit: int, filter_types: bool) -> sa.Update:
     ]
     if filter_types:
         conditions.append(jobs.c.type.in_(sa.bindparam("claim_types", expanding=True)))
+    if filter_priority:
+        conditions.append(jobs.c.priority >= sa.bindparam("claim_min_priority", type_=sa.Integer))
     candidates = (
         sa.select(jobs.c.id, jobs.c.lane, jobs.c.priority)
         .where(*conditions)

@@ -4,6 +4,11 @@ A Worker is generic: it maps job types to handlers `(job, ctx) -> None`. Whateve
 needs besides the job (database, Gmail client, ...) comes in through a closure or bound method.
 Given a Scheduler, the worker also enqueues the periodic jobs while it runs (every worker may:
 each run is inserted once per time slot whatever the number of workers).
+
+Reserved slots: of its `concurrency` slots a worker may keep `reserved_slots` for jobs of priority
+>= `reserved_min_priority`. Jobs below that priority never run more than concurrency - reserved_slots
+at once, so urgent work finds a slot even when long, low-priority jobs are queued in the thousands;
+urgent jobs may take every slot.
 """
 
 from __future__ import annotations
@@ -67,12 +72,18 @@ class Worker:
         shutdown_grace_seconds: float = 20.0,
         stale_after_seconds: float | None = None,
         scheduler: Scheduler | None = None,
+        reserved_slots: int = 0,
+        reserved_min_priority: int = 0,
     ) -> None:
         if concurrency < 1:
             raise ValueError("concurrency must be at least 1")
+        if not 0 <= reserved_slots < concurrency:
+            raise ValueError("reserved_slots must be at least 0 and less than concurrency")
         self.queue = queue
         self.handlers = dict(handlers)
         self.concurrency = concurrency
+        self.reserved_slots = reserved_slots
+        self.reserved_min_priority = reserved_min_priority
         self.heartbeat_seconds = heartbeat_seconds
         self.poll_seconds = poll_seconds
         self.worker_id = worker_id or default_worker_id()
@@ -116,8 +127,9 @@ class Worker:
             raise RuntimeError("worker is already running")
         self._stopped.clear()
         self._stop_requested.clear()
-        logger.info("worker.started worker_id=%s concurrency=%d types=%s",
-                    self.worker_id, self.concurrency, self.types or "all")
+        logger.info("worker.started worker_id=%s concurrency=%d reserved=%d(priority>=%d) types=%s",
+                    self.worker_id, self.concurrency, self.reserved_slots, self.reserved_min_priority,
+                    self.types or "all")
         background = [asyncio.create_task(self._heartbeat_and_rescue(), name=f"heartbeat-{self.worker_id}")]
         if self.scheduler is not None:
             background.append(asyncio.create_task(self.scheduler.run(), name=f"scheduler-{self.worker_id}"))
@@ -166,17 +178,40 @@ class Worker:
     async def _claim_loop(self) -> None:
         while not self._stop_requested.is_set():
             free = self.concurrency - len(self._in_flight)
-            claimed: list[Job] = []
-            if free > 0:
-                try:
-                    claimed = await self.queue.claim(self.worker_id, limit=free, types=self.types)
-                except Exception:
-                    logger.exception("worker.claim_failed worker_id=%s", self.worker_id)
-                for job in claimed:
-                    self._start(job)
-                if len(claimed) == free:
-                    continue  # maybe more is due: claim again (the next round waits if slots are full)
+            if free > 0 and await self._claim_for_free_slots(free):
+                continue  # maybe more is due: claim again (the next round waits if slots are full)
             await self._wait_for_change(listen_for_work=free > 0)
+
+    async def _claim_for_free_slots(self, free: int) -> bool:
+        """One claim for the free slots, started at once; True when more may be claimable now.
+
+        While jobs of any priority may still take a slot, the claim is open to all (it returns
+        the most urgent first); after that, only urgent jobs may take the reserved slots.
+        """
+        open_slots = min(free, self._slots_open_to_any_priority())
+        min_priority = None if open_slots > 0 else self.reserved_min_priority
+        limit = open_slots if open_slots > 0 else free
+        try:
+            claimed = await self.queue.claim(self.worker_id, limit=limit, types=self.types, min_priority=min_priority)
+        except Exception:
+            logger.exception("worker.claim_failed worker_id=%s", self.worker_id)
+            return False
+        for job in claimed:
+            self._start(job)
+        if len(claimed) < limit:
+            return False
+        # A full claim that took a non-urgent job had no urgent job left to take: unless slots
+        # stay open to any priority, the next round would only look for urgent work in vain.
+        took_non_urgent = any(not self._is_urgent(job) for job in claimed)
+        return not took_non_urgent or self._slots_open_to_any_priority() > 0
+
+    def _slots_open_to_any_priority(self) -> int:
+        """How many more jobs below the reserved priority may start now."""
+        non_urgent_running = sum(1 for job in self._in_flight.values() if not self._is_urgent(job))
+        return max(0, self.concurrency - self.reserved_slots - non_urgent_running)
+
+    def _is_urgent(self, job: Job) -> bool:
+        return self.reserved_slots == 0 or job.priority >= self.reserved_min_priority
 
     async def _wait_for_change(self, *, listen_for_work: bool) -> None:
         """Until a slot frees, a stop is requested, work is announced, or the poll interval ends."""

@@ -11,7 +11,15 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from mailtide.db.schema import labels, messages
 from mailtide.gmail.models import Label
 from mailtide.mail.charsets import clean_text
-from mailtide.store.sql import now, upsert
+from mailtide.store.sql import now, upsert_sql
+
+_LISTED_COLUMNS = (
+    "account_id", "id", "name", "type", "message_list_visibility", "label_list_visibility", "placeholder", "updated_at"
+)
+# labels.list's answer overwrites what is stored, placeholders included (their rows say placeholder=False).
+_UPSERT_LISTED = upsert_sql(labels, _LISTED_COLUMNS, update=_LISTED_COLUMNS[2:])
+_PLACEHOLDER_COLUMNS = ("account_id", "id", "name", "type", "placeholder", "updated_at")
+_INSERT_PLACEHOLDER = upsert_sql(labels, _PLACEHOLDER_COLUMNS)
 
 
 async def replace_labels(engine: AsyncEngine, account_id: int, listed: list[Label]) -> None:
@@ -19,20 +27,8 @@ async def replace_labels(engine: AsyncEngine, account_id: int, listed: list[Labe
     that mirrored messages carry."""
     async with engine.begin() as conn:
         if listed:
-            stmt = upsert(conn, labels)
-            stmt = stmt.on_conflict_do_update(
-                index_elements=[labels.c.account_id, labels.c.id],
-                set_={
-                    "name": stmt.excluded.name,
-                    "type": stmt.excluded.type,
-                    "message_list_visibility": stmt.excluded.message_list_visibility,
-                    "label_list_visibility": stmt.excluded.label_list_visibility,
-                    "placeholder": sa.false(),
-                    "updated_at": stmt.excluded.updated_at,
-                },
-            )
             await conn.execute(
-                stmt,
+                _UPSERT_LISTED,
                 [
                     {
                         "account_id": account_id,
@@ -90,9 +86,8 @@ async def ensure_labels(conn: AsyncConnection, account_id: int, label_ids: Itera
     wanted = set(label_ids)
     if not wanted:
         return
-    stmt = upsert(conn, labels).on_conflict_do_nothing(index_elements=[labels.c.account_id, labels.c.id])
     await conn.execute(
-        stmt,
+        _INSERT_PLACEHOLDER,
         [
             {"account_id": account_id, "id": lid, "name": lid, "type": "user", "placeholder": True, "updated_at": now()}
             for lid in sorted(wanted)

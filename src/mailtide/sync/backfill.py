@@ -23,7 +23,6 @@ from typing import Any
 import sqlalchemy as sa
 
 from mailtide.db.schema import (
-    ACTIVE_STATES,
     CANCELED,
     FAILED,
     STATUS_BACKFILLING,
@@ -40,7 +39,7 @@ from mailtide.store.accounts import (
     get_account,
     update_account,
 )
-from mailtide.store.messages import known_ids
+from mailtide.store.messages import has_mirrored_messages, known_ids
 from mailtide.store.sql import now
 from mailtide.sync import jobtypes
 from mailtide.sync.errors import account_id_of, gmail_errors_as_job_errors
@@ -51,8 +50,10 @@ from mailtide.sync.services import SyncServices
 log = logging.getLogger(__name__)
 
 
-def page_key(account_id: int, anchor: int, page_no: int) -> str:
-    return f"backfill:{account_id}:{anchor}:{page_no}"
+def page_key(account_id: int, anchor: int, run: int | None, page_no: int) -> str:
+    """`run` (the id of the backfill's page-1 job) tells apart two backfills from the same anchor,
+    as when a backfill is asked for again while the mailbox has not changed."""
+    return f"backfill:{account_id}:{anchor}:{run}:{page_no}"
 
 
 async def start_backfill(services: SyncServices, account_id: int, *, recovery: bool, reason: str) -> Job | None:
@@ -62,18 +63,16 @@ async def start_backfill(services: SyncServices, account_id: int, *, recovery: b
     payload = {"recovery": recovery, "reason": reason}
     spec = jobtypes.backfill_page_spec(account_id, payload, key=f"backfill:{account_id}")
     async with services.engine.begin() as conn:
-        active = (
-            await conn.execute(
-                sa.select(jobs.c.id)
-                .where(jobs.c.account_id == account_id)
-                .where(jobs.c.type.in_([jobtypes.BACKFILL, jobtypes.RECONCILE]))
-                .where(jobs.c.state.in_(ACTIVE_STATES))
-                .limit(1)
-            )
-        ).first()
-        if active is not None:
-            log.info("backfill.already_active account_id=%s job_id=%s", account_id, active.id)
+        active_id = await jobtypes.active_backfill_job_id(conn, account_id)
+        if active_id is not None:
+            log.info("backfill.already_active account_id=%s job_id=%s", account_id, active_id)
             return None
+        if not recovery and await has_mirrored_messages(conn, account_id):
+            # A backfill ingests only the ids the mirror lacks: over mail mirrored earlier (a first
+            # backfill that failed half-way, say) only a reconcile applies what was deleted or
+            # relabelled since.
+            recovery = True
+            spec = jobtypes.backfill_page_spec(account_id, {**payload, "recovery": True}, key=spec.idempotency_key)
         job, created = await services.queue.enqueue(spec, conn=conn)
         if not created:
             log.info("backfill.already_active account_id=%s job_id=%s", account_id, job.id)
@@ -103,7 +102,7 @@ async def handle_backfill(services: SyncServices, job: Job, ctx: JobContext) -> 
     async with gmail_errors_as_job_errors(services.engine, account_id):
         client = await services.gmail.for_account(account_id)
         if "anchor" not in payload:
-            payload.update(await _begin(services, account, client, ctx))
+            payload.update(await _begin(services, account, client, ctx), run=job.id)
         anchor = int(payload["anchor"])
         page_no = int(payload.get("page", 1))
         page = await client.list_messages(
@@ -129,10 +128,10 @@ async def handle_backfill(services: SyncServices, job: Job, ctx: JobContext) -> 
 
     if page.next_page_token:
         next_payload = {**payload, "page_token": page.next_page_token, "page": page_no + 1, "listed": listed}
-        next_key = page_key(account_id, anchor, page_no + 1)
+        next_key = page_key(account_id, anchor, payload.get("run"), page_no + 1)
         await _enqueue_once(services, jobtypes.backfill_page_spec(account_id, next_payload, key=next_key))
     elif payload.get("recovery"):
-        await _enqueue_once(services, jobtypes.reconcile_spec(account_id, anchor))
+        await _enqueue_once(services, jobtypes.reconcile_spec(account_id, anchor, payload.get("run")))
     else:
         await hand_over(services, account_id, anchor)
 

@@ -84,7 +84,8 @@ async def _apply_page(services: SyncServices, account_id: int, page: HistoryPage
                 if result is LabelChangeResult.MISSING and message_id not in have:
                     to_ingest[message_id] = None
     # A message deleted later in the same page needs no fetch.
-    ids = [i for i in to_ingest if i not in await known_ids(services.engine, account_id, list(to_ingest))]
+    have = await known_ids(services.engine, account_id, list(to_ingest))
+    ids = [i for i in to_ingest if i not in have]
     await jobtypes.request_ingest(
         services.queue,
         account_id,

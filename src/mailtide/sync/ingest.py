@@ -22,7 +22,7 @@ from mailtide.gmail.models import Message
 from mailtide.gmail.responses import MALFORMED
 from mailtide.mail import ParsedMessage, parse_message
 from mailtide.queue.jobs import Fatal, Job, JobContext, Retryable
-from mailtide.store.messages import known_ids, upsert_message
+from mailtide.store.messages import known_ids, upsert_messages
 from mailtide.sync.errors import account_id_of, gmail_errors_as_job_errors, payload_value
 from mailtide.sync.services import SyncServices
 
@@ -52,7 +52,8 @@ async def handle_ingest(services: SyncServices, job: Job, ctx: JobContext) -> No
     account_id = account_id_of(job.payload)
     ids = payload_value(job.payload, "ids", list)
     wanted = [str(i) for i in ids if str(i)]  # type: ignore[union-attr]
-    missing = [i for i in wanted if i not in await known_ids(services.engine, account_id, wanted)]
+    have = await known_ids(services.engine, account_id, wanted)  # one query, not one per id
+    missing = [i for i in wanted if i not in have]
     if not missing:
         await ctx.step("nothing-to-fetch", {"ids": len(wanted)})
         return
@@ -124,8 +125,7 @@ class _StoreBuffer:
         if not self._pending:
             return
         async with self._services.engine.begin() as conn:
-            for msg, parsed in self._pending:
-                await upsert_message(conn, self._account_id, msg, parsed)
+            await upsert_messages(conn, self._account_id, self._pending)
         self.stored += len(self._pending)
         self._pending.clear()
         self._bytes = 0

@@ -9,6 +9,10 @@ from __future__ import annotations
 import hashlib
 from typing import Any
 
+import sqlalchemy as sa
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from mailtide.db.schema import ACTIVE_STATES, jobs
 from mailtide.queue.job_queue import JobQueue
 from mailtide.queue.jobs import Job, JobSpec
 from mailtide.store.sql import chunks
@@ -26,6 +30,22 @@ PRIORITY_LABELS_SYNC = 5
 PRIORITY_BACKFILL_INGEST = 1
 PRIORITY_BACKFILL_PAGE = -10
 PRIORITY_REALTIME_UPKEEP = 8  # watch renewal: cheap, and it keeps real time real
+# Real-time work (history sync, the ingests it asks for, watch renewal, labels sync) is at least
+# this urgent: only such jobs may take the worker slots kept free (worker_reserved_slots).
+REALTIME_MIN_PRIORITY = PRIORITY_REALTIME_INGEST
+
+
+async def active_backfill_job_id(conn: AsyncConnection, account_id: int) -> int | None:
+    """The account's queued or running backfill page or reconcile job, if any."""
+    return (
+        await conn.execute(
+            sa.select(jobs.c.id)
+            .where(jobs.c.account_id == account_id)
+            .where(jobs.c.type.in_([BACKFILL, RECONCILE]))
+            .where(jobs.c.state.in_(ACTIVE_STATES))
+            .limit(1)
+        )
+    ).scalar()
 
 
 def sync_lane(account_id: int) -> str:
@@ -51,12 +71,13 @@ def backfill_page_spec(account_id: int, payload: dict[str, Any], *, key: str) ->
     )
 
 
-def reconcile_spec(account_id: int, anchor: int) -> JobSpec:
+def reconcile_spec(account_id: int, anchor: int, run: int | None) -> JobSpec:
+    """The reconcile ending the backfill `run` (its page-1 job id) from `anchor`."""
     return JobSpec(
         type=RECONCILE,
         payload={"account_id": account_id, "anchor": anchor},
         priority=PRIORITY_BACKFILL_PAGE,
-        idempotency_key=f"reconcile:{account_id}:{anchor}",
+        idempotency_key=f"reconcile:{account_id}:{anchor}:{run}",
         lane=sync_lane(account_id),
         account_id=account_id,
     )

@@ -19,7 +19,6 @@ import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from mailtide.db.schema import (
-    ACTIVE_STATES,
     FAILED,
     QUEUED,
     STATUS_BACKFILLING,
@@ -86,6 +85,9 @@ class Resumed:
     unparked: int
     retried: int
 
+    def describe(self) -> str:
+        return f"status {self.status}, {self.unparked} paused job(s) resumed, {self.retried} failed job(s) retried"
+
 
 async def resume_account(services: SyncServices, account_id: int) -> Resumed:
     """After a new grant was stored: un-park the account's jobs and sync what was missed."""
@@ -93,15 +95,7 @@ async def resume_account(services: SyncServices, account_id: int) -> Resumed:
     account = await get_account(engine, account_id)
     now = time.time()
     async with engine.begin() as conn:
-        backfill_active = (
-            await conn.execute(
-                sa.select(jobs.c.id)
-                .where(jobs.c.account_id == account_id)
-                .where(jobs.c.type.in_([jobtypes.BACKFILL, jobtypes.RECONCILE]))
-                .where(jobs.c.state.in_(ACTIVE_STATES))
-                .limit(1)
-            )
-        ).first() is not None
+        backfill_active = await jobtypes.active_backfill_job_id(conn, account_id) is not None
         if backfill_active:
             status = STATUS_BACKFILLING if account.anchor_history_id is not None else STATUS_NEEDS_BACKFILL
         else:

@@ -4,14 +4,12 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-import sqlalchemy as sa
 from fastapi import APIRouter, Path, Query
 
 from mailtide.api.context import MAX_INT32, MAX_INT64, Ctx
 from mailtide.api.errors import ERROR_RESPONSES, ApiError, not_found
 from mailtide.api.models import JobDetail, JobOut, JobPage, JobStepOut
-from mailtide.db.schema import CANCELED, COMPLETED, FAILED, jobs
-from mailtide.queue.records import job_from_row
+from mailtide.db.schema import CANCELED, COMPLETED, FAILED
 
 router = APIRouter(prefix="/api/jobs", tags=["jobs"], responses=ERROR_RESPONSES)
 JobId = Annotated[int, Path(ge=1, le=MAX_INT64, description="The job's id")]
@@ -28,17 +26,7 @@ async def list_jobs(
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
     cursor: Annotated[int | None, Query(ge=1, le=MAX_INT64, description="next_cursor of the previous page")] = None,
 ) -> JobPage:
-    query = sa.select(jobs).order_by(jobs.c.id.desc()).limit(limit + 1)
-    if state is not None:
-        query = query.where(jobs.c.state == state)
-    if type is not None:
-        query = query.where(jobs.c.type == type)
-    if account_id is not None:
-        query = query.where(jobs.c.account_id == account_id)
-    if cursor is not None:
-        query = query.where(jobs.c.id < cursor)
-    async with ctx.runtime.engine.connect() as conn:
-        found = [job_from_row(r) for r in await conn.execute(query)]
+    found = await ctx.runtime.queue.list_jobs(state, type, account_id, limit=limit + 1, before_id=cursor)
     page = found[:limit]
     next_cursor = str(page[-1].id) if len(found) > limit else None
     return JobPage(jobs=[JobOut.of(j) for j in page], next_cursor=next_cursor)
