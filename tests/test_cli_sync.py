@@ -3,27 +3,54 @@
 from __future__ import annotations
 
 import os
+import re
 import sqlite3
 import subprocess
 import sys
+import time
 from pathlib import Path
 
+from mailtide.emulator.faults import MethodFaults
 from mailtide.emulator.server import EmulatorServer
-from mailtide.emulator.state import EmulatorState
+from mailtide.emulator.state import EmulatorState, Mailbox
 
 TAKEOUT = Path(__file__).parents[1] / "src" / "mailtide" / "demo_data" / "takeout" / "takeout.mbox"
 EMAIL = "me@mailtide.test"
 
 
-def mailtide(db: Path, *args: str, url: str) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "MAILTIDE_GMAIL_API_URL": url, "MAILTIDE_TOKEN_URL": f"{url}/token", "COLUMNS": "200"}
+def cli_env(url: str, **extra: str) -> dict[str, str]:
+    return {**os.environ, "MAILTIDE_GMAIL_API_URL": url, "MAILTIDE_TOKEN_URL": f"{url}/token", "COLUMNS": "200",
+            **extra}
+
+
+def mailtide(db: Path, *args: str, url: str, **env: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-m", "mailtide", "--db", str(db), *args],
         capture_output=True,
         text=True,
         timeout=120,
-        env=env,
+        env=cli_env(url, **env),
     )
+
+
+def add_token(db: Path, url: str) -> None:
+    added = mailtide(
+        db, "accounts", "add-token", EMAIL, "--client-id", "cid", "--client-secret", "secret",
+        "--refresh-token", "rt", url=url,
+    )
+    assert added.returncode == 0, added.stderr
+
+
+def takeout_emulator() -> tuple[EmulatorState, Mailbox]:
+    state = EmulatorState(seed=2)
+    mailbox = state.add_user(EMAIL, client_id="cid", client_secret="secret", refresh_token="rt")
+    mailbox.load_path(TAKEOUT)
+    return state, mailbox
+
+
+def running_jobs(db: Path) -> int:
+    with sqlite3.connect(db) as conn:
+        return conn.execute("SELECT count(*) FROM jobs WHERE state = 'running'").fetchone()[0]
 
 
 def mirrored(db: Path) -> int:
@@ -61,3 +88,54 @@ def test_add_token_sync_status_and_an_unreachable_server(tmp_path: Path) -> None
     assert "Traceback" not in offline.stderr
     with sqlite3.connect(db) as conn:
         assert conn.execute("SELECT count(*) FROM jobs WHERE state = 'queued'").fetchone()[0] >= 1
+
+
+def test_sync_of_an_account_that_needs_reauthorisation_says_what_to_run(tmp_path: Path) -> None:
+    state, mailbox = takeout_emulator()
+    db = tmp_path / "mirror.db"
+    with EmulatorServer(state) as server:
+        add_token(db, server.url)
+        assert mailtide(db, "sync", EMAIL, url=server.url).returncode == 0
+        state.revoke_refresh_token(EMAIL)
+        mailbox.delete_message(sorted(mailbox.message_ids())[0])
+
+        for attempt in ("meets the refused grant", "account already flagged"):
+            result = mailtide(db, "sync", EMAIL, url=server.url)
+            assert result.returncode == 1, (attempt, result.stdout, result.stderr)
+            said = " ".join(result.stderr.split())  # rich wraps long lines
+            assert f"account {EMAIL} needs re-authorisation: run `mailtide accounts reauth {EMAIL}`" in said
+            assert f"accounts add-token {EMAIL} --replace" in said
+            assert "waiting to retry" not in said and "again later" not in said, attempt
+
+
+def test_sync_after_a_killed_sync_says_it_waits_for_the_rescue(tmp_path: Path) -> None:
+    state, mailbox = takeout_emulator()
+    db = tmp_path / "mirror.db"
+    quick_rescue = {"MAILTIDE_HEARTBEAT_SECONDS": "2"}  # rescued after 6 missed beats: 12 s
+    with EmulatorServer(state) as server:
+        add_token(db, server.url)
+        state.faults.configure({"*": MethodFaults(latency=0.5)})  # keeps jobs in flight
+        first = subprocess.Popen(
+            [sys.executable, "-m", "mailtide", "--db", str(db), "sync", EMAIL],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=cli_env(server.url, **quick_rescue),
+        )
+        try:
+            deadline = time.monotonic() + 60
+            while not (db.exists() and running_jobs(db)):
+                assert first.poll() is None and time.monotonic() < deadline, "no job ever ran"
+                time.sleep(0.05)
+        finally:
+            first.kill()  # kill -9: its running job keeps state 'running'
+            first.wait(10)
+        assert running_jobs(db) >= 1
+        state.faults.configure({})
+
+        second = mailtide(db, "sync", EMAIL, url=server.url, **quick_rescue)
+        assert second.returncode == 0, second.stdout + second.stderr
+        said = " ".join(second.stderr.split())  # rich wraps long lines
+        assert re.search(
+            r"waiting for \d+ job\(s\) of a stopped worker to be rescued \(heartbeat \d+ s old; rescued after 12 s\)",
+            said,
+        ), second.stderr
+        assert "sync incomplete" not in said  # the rescued job ran in this sync, after its backoff
+        assert mirrored(db) == len(mailbox.message_ids())

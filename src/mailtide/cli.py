@@ -7,10 +7,11 @@ import logging
 import signal
 import time
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import TYPE_CHECKING, Annotated, Literal
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 from mailtide.commands import accounts as accounts_commands
 from mailtide.commands import config as config_commands
@@ -25,6 +26,10 @@ from mailtide.commands.verify import verify as verify_command
 from mailtide.config import ConfigError, Settings, load_settings
 from mailtide.observability.logs import setup_logging
 from mailtide.queue.job_queue import JobQueue
+
+if TYPE_CHECKING:
+    from mailtide.queue.stranded import Stranded
+    from mailtide.runtime import Runtime
 
 app = typer.Typer(help="mailtide: a complete, queryable local mirror of Gmail mailboxes.", no_args_is_help=True)
 accounts_app = accounts_commands.app
@@ -129,8 +134,11 @@ def sync(
     """Sync one account now and wait until the queue is idle."""
     settings = _settings(ctx)
 
-    async def run() -> None:
-        from mailtide.store.accounts import AccountNotFound, find_account
+    async def run() -> str | None:
+        """Why the account is not fully synced afterwards, or None."""
+        from mailtide.db.schema import STATUS_NEEDS_REAUTH
+        from mailtide.queue.stranded import find_stranded
+        from mailtide.store.accounts import AccountNotFound, find_account, get_account
         from mailtide.sync import jobtypes
         from mailtide.sync.backfill import start_backfill
 
@@ -141,22 +149,55 @@ def sync(
             except AccountNotFound as exc:
                 err_console.print(f"[red]error:[/] {exc}")
                 raise typer.Exit(2) from exc
+            if acct.status == STATUS_NEEDS_REAUTH:
+                return _needs_reauth(acct.email, acct.last_error)  # its jobs are parked: running them cannot help
             if backfill or acct.history_id is None:
                 await start_backfill(rt.services, acct.id, recovery=acct.history_id is not None, reason="requested")
             else:
                 await jobtypes.request_history_sync(rt.queue, acct.id)
             # run_until_idle runs the worker itself and stops it once nothing is due or running.
+            worker = rt.worker()
+            stranded = await find_stranded(rt.queue, heartbeat_seconds=worker.heartbeat_seconds,
+                                           rescue_after=worker.stale_after_seconds)
+            if stranded:
+                err_console.print(escape(stranded.describe()))
+            deadline = started + timeout
             try:
-                await rt.worker().run_until_idle(timeout)
+                await worker.run_until_idle(timeout)
+                if stranded:
+                    await _run_rescued(rt, stranded, deadline)
             except TimeoutError:
                 err_console.print(f"[red]error:[/] the sync did not finish within {timeout:.0f} s")
+            acct = await get_account(rt.engine, acct.id)
+            if acct.status == STATUS_NEEDS_REAUTH:
+                return _needs_reauth(acct.email, acct.last_error)
             return await _unfinished_jobs(rt.queue, acct.id, since=started)
 
     unfinished = asyncio.run(run())
     print_status(settings, queue=True)
     if unfinished:
-        err_console.print(f"[red]sync incomplete:[/] {unfinished}")
+        err_console.print(f"[red]sync incomplete:[/] {escape(unfinished)}")
         raise typer.Exit(1)
+
+
+async def _run_rescued(rt: Runtime, stranded: Stranded, deadline: float) -> None:
+    """A rescued job waits out a short backoff, which run_until_idle counts as idle: wait for it and
+    run it too, rather than stop and ask for another `mailtide sync`."""
+    while waiting := await stranded.awaiting_rerun(rt.queue):
+        due_at = min(job.not_before for job in waiting)
+        if due_at >= deadline:
+            return  # parked, or not due before the deadline: reported as unfinished
+        await asyncio.sleep(max(0.0, due_at - time.time()))
+        await rt.worker().run_until_idle(max(0.1, deadline - time.time()))
+
+
+def _needs_reauth(email: str, last_error: str | None) -> str:
+    reason = (last_error or "").strip().splitlines()[-1:] or ["no reason recorded"]
+    return (
+        f"account {email} needs re-authorisation: run `mailtide accounts reauth {email}` "
+        f"(or `mailtide accounts add-token {email} --replace ...` with a new refresh token); "
+        f"its jobs wait until then. Reason: {reason[0]}"
+    )
 
 
 async def _unfinished_jobs(queue: JobQueue, account_id: int, *, since: float) -> str | None:
@@ -212,3 +253,27 @@ def run() -> None:
     except OSError as exc:  # unreachable database server, port in use, unreadable file ...
         err_console.print(f"[red]error:[/] {exc}")
         raise SystemExit(1) from None
+    except Exception as exc:
+        failure = _expected_failure(exc)
+        if failure is None:
+            raise
+        message, code = failure
+        err_console.print(f"[red]error:[/] {message}")
+        raise SystemExit(code) from None
+
+
+def _expected_failure(exc: Exception) -> tuple[str, int] | None:
+    """The line and exit status for a failure that is the setup's, not a bug; None for a bug."""
+    import asyncpg
+
+    from mailtide.db.engine import InvalidDatabaseURL
+
+    if isinstance(exc, ConfigError):  # settings built inside a command (demo), not by _settings
+        return str(exc), 2
+    if isinstance(exc, InvalidDatabaseURL):
+        return f"database_url: {exc}", 2
+    if isinstance(exc, asyncpg.PostgresError):
+        # Refused at connect (unknown database or role, bad password, too many clients): asyncpg
+        # raises these itself, unwrapped by SQLAlchemy; errors of statements arrive as DBAPIError.
+        return f"database: {exc}", 1
+    return None

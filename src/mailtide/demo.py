@@ -245,7 +245,9 @@ async def _backfill_with_progress(rt: Runtime, account_id: int, changes: LiveCha
                     f"  meanwhile on Gmail, at {mirrored} mirrored: {changes.describe(since=before)}"
                 )
             await asyncio.sleep(0.1)
-        progress.update(task, completed=await count_messages(rt.engine, account_id))
+        # Done: the total is what the mailbox holds now (mail was deleted and added meanwhile).
+        final = await count_messages(rt.engine, account_id)
+        progress.update(task, total=final, completed=final)
     await run
     return worker.stats.retried
 

@@ -38,19 +38,21 @@ async def test_accounts_show_backfill_progress_and_accept_work(api: Api) -> None
     halfway = (await api.http.get(f"/api/accounts/{api.account_id}")).json()
     assert halfway["status"] == "backfilling" and halfway["messages_mirrored"] == 10
     # ETA at the 2026 quota: 6,000 units a minute, 20 a message = 5 messages a second.
-    assert halfway["backfill"] | {"started_at": None} == {
-        "running": True, "listed": 10, "total": total, "mirrored": 10, "progress": 10 / total,
-        "eta_seconds": (total - 10) / 5, "started_at": None, "finished_at": None,
+    assert halfway["backfill"] | {"started_at": None, "job_id": None} == {
+        "state": "running", "job_id": None, "running": True, "listed": 10, "total": total, "mirrored": 10,
+        "progress": 10 / total, "eta_seconds": (total - 10) / 5, "started_at": None, "finished_at": None,
     }
+    assert halfway["ingest"] == {"jobs": 0, "messages": 0} and f"% of {total}, ETA " in halfway["summary"]
     await api.settle()
 
     [account] = (await api.http.get("/api/accounts")).json()["accounts"]
     assert account["email"] == EMAIL and account["status"] == "normal" and account["action"] is None
     assert account["messages_mirrored"] == total
-    assert account["backfill"] | {"started_at": None, "finished_at": None} == {
-        "running": False, "listed": total, "total": total, "mirrored": total, "progress": 1.0,
-        "eta_seconds": None, "started_at": None, "finished_at": None,
+    assert account["backfill"] | {"started_at": None, "finished_at": None, "job_id": None} == {
+        "state": "done", "job_id": None, "running": False, "listed": total, "total": total, "mirrored": total,
+        "progress": 1.0, "eta_seconds": None, "started_at": None, "finished_at": None,
     }
+    assert account["ingest"] == {"jobs": 0, "messages": 0} and account["summary"].startswith("done ")
     assert account["history_id"] == api.emulator.mailbox.history_id
     assert account["last_sync_at"] is not None and account["lag_seconds"] == 0
     assert datetime.fromisoformat(account["created_at"]).utcoffset() == UTC.utcoffset(None)  # ISO 8601, UTC

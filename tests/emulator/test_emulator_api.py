@@ -125,7 +125,8 @@ def test_label_filters_and_spam_trash(user: User) -> None:
     assert listed(q="in:trash") == {trash}
     bad = user.api.get("/messages", params={"labelIds": "Label_999"})
     assert bad.status_code == 400 and "Invalid label: Label_999" in bad.json()["error"]["message"]
-    for params in ({"maxResults": "ten"}, {"maxResults": 0}, {"includeSpamTrash": "maybe"}, {"pageToken": "@@"}):
+    for params in ({"maxResults": "ten"}, {"maxResults": 0}, {"includeSpamTrash": "maybe"}, {"pageToken": "@@"},
+                   {"pageToken": base64.urlsafe_b64encode(b"[" * 6000).decode()}):
         response = user.api.get("/messages", params=params)
         assert response.status_code == 400, params
         assert response.json()["error"]["errors"][0]["reason"] == "invalidArgument"

@@ -106,6 +106,21 @@ def test_the_admin_api_sets_gmail_and_push_faults() -> None:
         assert emu.admin.put("/_emulator/faults", json={"methods": {}}).json()["methods"] == {}
 
 
+def test_the_admin_api_refuses_a_rule_for_an_unknown_method() -> None:
+    with private_emulator() as emu:
+        emu.admin.put("/_emulator/faults", json={"methods": {"messages.get": {"error500": 0.5}}})
+        refused = emu.admin.put("/_emulator/faults", json={"methods": {"nosuch.method": {"error500": 1}}})
+        assert refused.status_code == 400
+        message = refused.json()["error"]["message"]
+        assert "unknown Gmail method 'nosuch.method'" in message
+        for known in ("messages.get", "history.list", "batch", "watch"):
+            assert known in message
+        assert emu.state.faults.rules() == {"messages.get": MethodFaults(error500=0.5)}  # left as it was
+        for method in ("*", "batch", "messages.attachments.get", "stop"):
+            accepted = emu.admin.put("/_emulator/faults", json={"methods": {method: {"latencyMs": 1}}})
+            assert accepted.status_code == 200, accepted.text
+
+
 def test_the_cli_refuses_a_bad_fault_rule(tmp_path: Path) -> None:
     mailbox = tmp_path / "empty.mbox"
     mailbox.write_text("")

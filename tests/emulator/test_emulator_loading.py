@@ -12,7 +12,7 @@ import pytest
 from emulator_helpers import DEMO_DATA, SHARED_CORPUS, make_message
 
 from mailtide.emulator import Mailbox, UnknownLabel, build_state_from_paths
-from mailtide.emulator.loader import CollectedMessages, load_collected
+from mailtide.emulator.loader import CollectedMessages, collect_path, load_collected
 
 TAKEOUT = DEMO_DATA / "takeout" / "takeout.mbox"
 HAM = DEMO_DATA / "spamassassin" / "ham"
@@ -87,6 +87,7 @@ def test_folder_conventions_and_readme_skipped() -> None:
     mailbox = Mailbox("a@example.test", seed=3)
     report = mailbox.load_path(DEMO_DATA, label_ids=["INBOX", "UNREAD"])
     assert len(report) == 260 + 40 + 39  # README.md is documentation, not mail
+    assert report.doubtful == []
     spam_raws = {sha(p.read_bytes().partition(b"\n")[2]) for p in SPAM.iterdir()}
     for message in mailbox.messages():
         if sha(message.raw) in spam_raws:
@@ -186,12 +187,34 @@ def test_build_state_from_several_paths_threads_across_files(tmp_path: Path) -> 
     assert mailbox.history_floor == floor
 
 
+def test_files_that_do_not_look_like_mail_are_flagged(tmp_path: Path) -> None:
+    (tmp_path / "README.md").write_text("# Notes\n\nNot a message.\n")
+    (tmp_path / "tool").write_bytes(b"\x7fELF\x02\x01\x01\x00" + bytes(64))
+    (tmp_path / "mail").mkdir()
+    (tmp_path / "mail" / "garbage.eml").write_bytes(b"\xff\xfe not a header at all\n\x00")
+    (tmp_path / "mail" / "good.eml").write_bytes(make_message("good"))
+    (tmp_path / "mail" / "envelope").write_bytes(b"From a@example.org Mon Sep  2 10:00:00 2002\n" + make_message("x"))
+    (tmp_path / "mail" / "folded").write_bytes(b"\r\nReceived : from x\r\n\tby y\r\nSubject: s\r\n\r\nbody\r\n")
+    for name in ("README.md", "tool"):  # given explicitly: loaded (the caller asked), but flagged
+        found = collect_path(tmp_path / name)
+        assert len(found.items) == 1
+        assert [path for path, _ in found.doubtful] == [str(tmp_path / name)]
+        assert "no header lines" in found.doubtful[0][1]
+    tree = collect_path(tmp_path / "mail")
+    assert len(tree.items) == 4
+    assert [path for path, _ in tree.doubtful] == [str(tmp_path / "mail" / "garbage.eml")]
+    merged = CollectedMessages()
+    merged.extend(tree)
+    merged.extend(collect_path(tmp_path / "tool"))
+    assert len(merged.items) == 5 and len(merged.doubtful) == 2
+
+
 @pytest.mark.skipif(not SHARED_CORPUS.is_dir(), reason="shared corpus not present")
 def test_whole_shared_corpus_loads() -> None:
     mailbox = Mailbox("a@example.test", seed=7)
     report = mailbox.load_path(SHARED_CORPUS)
     assert len(report) > 4500
-    assert report.skipped == []
+    assert report.skipped == [] and report.doubtful == []  # every file looks like mail
     assert mailbox.has_message("16a2817c70bbbbf1")  # a GYB .eml keeps its Gmail id
     labels = Counter(label for m in mailbox.messages() for label in m.label_ids)
     assert labels["SPAM"] == 500  # spamassassin-publiccorpus/spam

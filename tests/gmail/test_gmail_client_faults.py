@@ -253,7 +253,8 @@ async def test_token_endpoint_failures(raw_peer, http, answer, status, reason, f
     assert (error.status, error.reason) == (status, reason)
     assert fragment in error.message
     assert error.is_auth_revoked == (reason == "invalid_grant")
-    assert error.is_transient == (status >= 500)
+    # A body that is not JSON at all (cut short, or a page in its place) is worth asking for again.
+    assert error.is_transient == (status >= 500 or fragment == "not JSON")
     assert "1//test-refresh-token" not in str(error)
     assert not peer.api_requests()
 

@@ -12,6 +12,7 @@ from pathlib import Path
 import httpx
 import pytest
 import sqlalchemy as sa
+from fastapi import FastAPI
 from realtime_harness import PUSH_AUDIENCE, PUSH_SERVICE_ACCOUNT, serve_routers
 from sqlalchemy.ext.asyncio import AsyncEngine
 
@@ -22,7 +23,7 @@ from mailtide.emulator.server import EmulatorServer
 from mailtide.emulator.state import EmulatorState
 from mailtide.pubsub.intake import NotificationIntake
 from mailtide.pubsub.oidc import CertificateSource, PushTokenVerifier
-from mailtide.pubsub.push import PUSH_PATH, build_push_router
+from mailtide.pubsub.push import MAX_BODY_BYTES, PUSH_PATH, build_push_router
 from mailtide.queue.job_queue import JobQueue
 from mailtide.store.accounts import create_account, update_account
 
@@ -148,6 +149,67 @@ async def test_malformed_payloads_and_unknown_accounts_are_acknowledged(push: Pu
     assert covered.status_code == 200 and covered.json()["result"] == "up_to_date"
     assert await push.history_jobs() == []
     assert push.intake.outcomes == {"malformed": 5, "unknown_account": 1, "up_to_date": 1}
+
+
+async def test_deeply_nested_json_is_acknowledged_as_malformed(push: Push) -> None:
+    # Python's JSON parser recurses once per level: this nesting used to escape as a RecursionError (500).
+    depth = 5000
+    nested_body = b'{"message":' * depth + b"{}" + b"}" * depth
+    response = await push.post({}, token=push.token(), raw=nested_body)
+    assert response.status_code == 200 and response.json()["result"] == "malformed", response.text
+    assert "nested too deeply" in response.json()["detail"]
+    nested_data = b"[" * 20_000 + b"]" * 20_000  # inside the base64 data, under its 64 KB limit
+    response = await push.post(nested_data, token=push.token())
+    assert response.status_code == 200 and response.json()["result"] == "malformed", response.text
+    assert "nested too deeply" in response.json()["detail"]
+    assert await push.history_jobs() == []
+
+
+async def test_oversized_bodies_are_acknowledged_as_malformed(push: Push) -> None:
+    # 2xx: Pub/Sub would redeliver anything else, and a body this size never becomes a notification.
+    oversized = b"x" * (4 * MAX_BODY_BYTES)
+    declared = await push.post({}, token=push.token(), raw=oversized)  # with a Content-Length
+    assert declared.status_code == 200 and declared.json()["result"] == "malformed", declared.text
+    assert f"larger than {MAX_BODY_BYTES}" in declared.json()["detail"]
+
+    async def chunks() -> AsyncIterator[bytes]:
+        for _ in range(16):
+            yield b"x" * (MAX_BODY_BYTES // 4)
+
+    async with httpx.AsyncClient() as client:  # chunked: the size is only known while reading
+        streamed = await client.post(push.url + PUSH_PATH, content=chunks(),
+                                     headers={"Authorization": f"Bearer {push.token()}"})
+    assert streamed.status_code == 200 and streamed.json()["result"] == "malformed", streamed.text
+    assert f"larger than {MAX_BODY_BYTES}" in streamed.json()["detail"]
+    assert await push.history_jobs() == []
+
+
+async def test_an_oversized_body_is_read_only_up_to_the_limit(push: Push, emulator: EmulatorServer) -> None:
+    app = FastAPI()
+    app.include_router(build_push_router(push.intake, verifier_for(emulator.url + "/oauth2/v1/certs")))
+    chunk_size, chunks_offered = 65536, 320  # 20 MB, chunked (no Content-Length)
+    chunks_read = 0
+
+    async def receive() -> dict[str, object]:
+        nonlocal chunks_read
+        chunks_read += 1
+        return {"type": "http.request", "body": b"x" * chunk_size, "more_body": chunks_read < chunks_offered}
+
+    sent: list[dict[str, object]] = []
+
+    async def send(message: dict[str, object]) -> None:
+        sent.append(message)
+
+    scope = {
+        "type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1", "method": "POST", "scheme": "http",
+        "path": PUSH_PATH, "raw_path": PUSH_PATH.encode(), "query_string": b"", "root_path": "",
+        "headers": [(b"authorization", f"Bearer {push.token()}".encode())],
+        "client": ("127.0.0.1", 1), "server": ("127.0.0.1", 80),
+    }
+    await app(scope, receive, send)
+    assert sent[0]["status"] == 200
+    assert json.loads(sent[1]["body"])["result"] == "malformed"  # type: ignore[arg-type]
+    assert chunks_read * chunk_size <= MAX_BODY_BYTES + chunk_size
 
 
 async def test_transient_failures_answer_503_so_pubsub_redelivers(

@@ -108,13 +108,16 @@ def test_show_prints_payload_error_and_steps(database_url: str, jobs_in_db: Jobs
     assert [(s["name"], s["detail"]) for s in as_json["steps"]] == [
         ("history", {"records": 3}), ("result", {"note": "3 records"}),
     ]
-    assert mailtide(database_url, "show", "999999").exit_code == 1
+    unknown = mailtide(database_url, "show", "999999")
+    assert unknown.exit_code == 2 and "no job 999999" in unknown.output  # a bad argument, like an unknown account
 
 
 def test_retry_and_cancel(database_url: str, jobs_in_db: Jobs) -> None:
     retried = mailtide(database_url, "retry", str(jobs_in_db.failed))
     assert retried.exit_code == 0 and "queued again" in retried.stdout
-    assert mailtide(database_url, "retry", str(jobs_in_db.failed)).exit_code == 1  # queued now, not failed
+    again = mailtide(database_url, "retry", str(jobs_in_db.failed))
+    assert again.exit_code == 1 and "is queued: only failed or canceled" in again.output
+    assert mailtide(database_url, "retry", "999999").exit_code == 2
     assert mailtide(database_url, "retry").exit_code == 2
     assert mailtide(database_url, "retry", "1", "--failed").exit_code == 2
 
@@ -123,7 +126,7 @@ def test_retry_and_cancel(database_url: str, jobs_in_db: Jobs) -> None:
     requested = mailtide(database_url, "cancel", str(jobs_in_db.running))
     assert requested.exit_code == 0 and "requested" in requested.stdout
     assert mailtide(database_url, "cancel", str(jobs_in_db.done)).exit_code == 1
-    assert mailtide(database_url, "cancel", "999999").exit_code == 1
+    assert mailtide(database_url, "cancel", "999999").exit_code == 2
 
     states = {job["id"]: (job["state"], job["cancel_requested"])
               for job in json.loads(mailtide(database_url, "list", "--json").stdout)}

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from datetime import UTC, datetime
 from typing import Any
 
@@ -31,14 +32,27 @@ class Readiness(BaseModel):
 
 
 class BackfillOut(BaseModel):
-    running: bool
+    state: str = Field(
+        description="running | paused (until re-authorisation) | failed | canceled | ingesting (pages listed, "
+        "ingest jobs still queued or running) | done | pending (waiting for a backfill with no job) | none"
+    )
+    job_id: int | None = Field(description="The latest backfill page or reconcile job (the failed one, if failed)")
+    running: bool = Field(description="A backfill page or reconcile job is queued or running")
     listed: int = Field(description="Message ids listed so far by the current or last backfill")
     total: int | None = Field(description="Gmail's message count when the backfill started")
     mirrored: int
     progress: float | None = Field(description="mirrored / total, 0..1")
-    eta_seconds: float | None = Field(description="Time left at the best rate the Gmail quota allows")
+    eta_seconds: float | None = Field(
+        description="Time left at the best rate the Gmail quota allows; none when nothing of the backfill is queued "
+        "or running"
+    )
     started_at: datetime | None
     finished_at: datetime | None
+
+
+class IngestOut(BaseModel):
+    jobs: int = Field(description="Ingest jobs of the account that are queued or running")
+    messages: int = Field(description="Message ids those jobs carry (at most this many still to fetch)")
 
 
 class WatchOut(BaseModel):
@@ -55,11 +69,15 @@ class AccountOut(BaseModel):
     history_id: int | None
     messages_mirrored: int
     backfill: BackfillOut
+    ingest: IngestOut
+    summary: str = Field(description="The backfill and pending ingest work in a few words, as `mailtide status` "
+                                     "shows them")
     last_sync_at: datetime | None
     lag_seconds: float = Field(description="How long the oldest pending real-time work has waited")
     last_error: str | None
     watch: WatchOut
     paused_jobs: int = Field(description="Jobs parked until the account is re-authorised")
+    failed_jobs: int = Field(description="The account's failed jobs (kept for the failed-job retention time)")
     created_at: datetime
 
     @classmethod
@@ -73,10 +91,13 @@ class AccountOut(BaseModel):
             history_id=a.history_id,
             messages_mirrored=a.messages_mirrored,
             backfill=BackfillOut(
-                running=b.running, listed=b.listed, total=b.total, mirrored=b.mirrored, progress=b.ratio,
+                state=b.state, job_id=b.job_id, running=b.running, listed=b.listed, total=b.total,
+                mirrored=b.mirrored, progress=b.ratio,
                 eta_seconds=b.eta_seconds, started_at=to_datetime(b.started_at),
                 finished_at=to_datetime(b.finished_at),
             ),
+            ingest=IngestOut(jobs=a.ingest.jobs, messages=a.ingest.messages),
+            summary=a.summary(time.time()),
             last_sync_at=to_datetime(a.last_sync_at),
             lag_seconds=a.lag_seconds,
             last_error=a.last_error,
@@ -85,6 +106,7 @@ class AccountOut(BaseModel):
                 last_notification_at=to_datetime(a.last_notification_at),
             ),
             paused_jobs=a.paused_jobs,
+            failed_jobs=a.failed_jobs,
             created_at=to_datetime(a.created_at),  # type: ignore[arg-type]
         )
 

@@ -34,14 +34,23 @@ def redacted_settings(settings: Settings) -> dict[str, Any]:
     return shown
 
 
+def _toml_string(text: str) -> str:
+    # A JSON string is a TOML basic string, but for DEL, which TOML wants escaped.
+    return json.dumps(text).replace("\x7f", "\\u007f")
+
+
 def _toml_value(value: Any) -> str:
+    """`value` as TOML that reads back to the same setting (settings hold no inf or nan)."""
     if isinstance(value, bool):
         return "true" if value else "false"
     if isinstance(value, int | float):
         return repr(value)
     if isinstance(value, list | tuple):
         return "[" + ", ".join(_toml_value(v) for v in value) + "]"
-    return json.dumps(str(value))  # a TOML basic string is a JSON string
+    if isinstance(value, dict):  # an inline table: quota_costs = { "threads.get" = 10 }
+        entries = ", ".join(f"{_toml_string(str(k))} = {_toml_value(v)}" for k, v in value.items())
+        return "{ " + entries + " }" if entries else "{}"
+    return _toml_string(str(value))
 
 
 @app.command("show")

@@ -77,6 +77,11 @@ def _fail(message: str, code: int = 1) -> typer.Exit:
     return typer.Exit(code)
 
 
+def _no_job(job_id: int) -> typer.Exit:
+    """An unknown job id is a bad argument: exit status 2, like an unknown account."""
+    return _fail(f"no job {job_id}", 2)
+
+
 def _ago(at: float | None, now: float) -> str:
     if at is None:
         return "-"
@@ -159,7 +164,7 @@ def show(
 
     job, steps = _run(ctx, fetch)
     if job is None:
-        raise _fail(f"no job {job_id}")
+        raise _no_job(job_id)
     if as_json:
         console.print_json(json.dumps({**_job_json(job), "steps": [asdict(step) for step in steps]}))
         return
@@ -206,9 +211,16 @@ def retry(
     if (job_id is None) == (not failed):
         raise _fail("give a job id or --failed (not both)", 2)
     if job_id is not None:
-        job = _run(ctx, lambda queue: queue.retry(job_id))
+
+        async def retry_one(queue: JobQueue) -> tuple[Job | None, Job | None]:
+            retried = await queue.retry(job_id)
+            return retried, retried or await queue.get(job_id)
+
+        job, found = _run(ctx, retry_one)
+        if found is None:
+            raise _no_job(job_id)
         if job is None:
-            raise _fail(f"job {job_id} does not exist or is not failed/canceled")
+            raise _fail(f"job {job_id} is {found.state}: only failed or canceled jobs are retried")
         if job.id != job_id:
             console.print(f"job {job_id} not retried: job {job.id} ({job.state}) holds its idempotency key")
         else:
@@ -227,7 +239,7 @@ def cancel(ctx: typer.Context, job_id: Annotated[int, typer.Argument(help="The j
     """Cancel a queued job now; ask a running one to stop (its handler sees it at its next check)."""
     job = _run(ctx, lambda queue: queue.cancel(job_id))
     if job is None:
-        raise _fail(f"no job {job_id}")
+        raise _no_job(job_id)
     if job.state == CANCELED:
         console.print(f"job {job_id} canceled")
     elif job.state == RUNNING:

@@ -37,7 +37,7 @@ def watch(ctx: typer.Context, account: AccountArg) -> None:
                 return (await renew_watch(rt.services, found.id)).expiration / 1000
             except (AccountNotFound, GmailError) as exc:
                 err_console.print(f"[red]error:[/] {exc}")
-                raise typer.Exit(1) from exc
+                raise typer.Exit(2 if isinstance(exc, AccountNotFound) else 1) from exc
 
     expiration = asyncio.run(run())
     console.print(f"watching {account} on {settings.pubsub_topic}: notifications for "
@@ -60,7 +60,7 @@ def stop(ctx: typer.Context, account: AccountArg) -> None:
                 await stop_watch(rt.services, (await find_account(rt.engine, account)).id)
             except (AccountNotFound, GmailError) as exc:
                 err_console.print(f"[red]error:[/] {exc}")
-                raise typer.Exit(1) from exc
+                raise typer.Exit(2 if isinstance(exc, AccountNotFound) else 1) from exc
 
     asyncio.run(run())
     console.print(f"stopped the watch of {account}")

@@ -9,26 +9,14 @@ from typing import Annotated
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from mailtide.commands import settings_from_context
 from mailtide.config import Settings
-from mailtide.overview import AccountOverview, Overview, collect_overview
+from mailtide.overview import AccountOverview, Overview, collect_overview, human_duration
 
 console = Console()
-
-
-def human_duration(seconds: float | None) -> str:
-    if seconds is None:
-        return "-"
-    seconds = max(0.0, seconds)
-    if seconds < 90:
-        return f"{seconds:.0f} s"
-    if seconds < 90 * 60:
-        return f"{seconds / 60:.0f} min"
-    if seconds < 36 * 3600:
-        return f"{int(seconds // 3600)} h {int(seconds % 3600 // 60)} min"
-    return f"{seconds / 86400:.1f} d"
 
 
 def _ago(at: float | None, now: float) -> str:
@@ -63,17 +51,9 @@ def render_accounts(overview: Overview, out: Console) -> None:
         table.add_column(col, no_wrap=col in ("id", "email", "status"))
     table.add_column("last error", overflow="fold", ratio=1)
     for a in overview.accounts:
-        b = a.backfill
-        if b.running and b.total:
-            progress = f"{(b.ratio or 0) * 100:.0f}% of {b.total}, ETA {human_duration(b.eta_seconds)}"
-        elif b.running:
-            progress = f"listing ({b.listed} ids so far)"
-        elif b.finished_at:
-            progress = f"done {_ago(b.finished_at, now)}"
-        else:
-            progress = "-"
+        progress = escape(a.summary(now))
         status = f"[red]{a.status}[/]" if a.action else a.status
-        error = a.last_error or ""
+        error = escape(a.last_error or "")
         if a.action:
             error = f"{error}\n[bold]{a.action}[/]".strip()
         if a.paused_jobs:
@@ -120,6 +100,7 @@ def status(
         data = asdict(overview)
         for account, view in zip(data["accounts"], overview.accounts, strict=True):
             account["action"] = view.action
+            account["summary"] = view.summary(overview.taken_at)
         typer.echo(json.dumps(data, indent=2, default=str))
         return
     print_status(settings, queue=True)

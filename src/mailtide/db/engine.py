@@ -25,7 +25,11 @@ from mailtide.db import sqlite
 logger = logging.getLogger(__name__)
 
 
-class UnsupportedDatabaseURL(ValueError):
+class InvalidDatabaseURL(ValueError):
+    """The database URL cannot be opened as written; the message says why."""
+
+
+class UnsupportedDatabaseURL(InvalidDatabaseURL):
     """The URL names a backend mailtide does not support."""
 
 
@@ -38,13 +42,34 @@ def to_async_url(database_url: str) -> URL:
     raw = database_url.strip()
     if raw.startswith("postgres://"):
         raw = "postgresql://" + raw.removeprefix("postgres://")
-    url = make_url(raw)
+    try:
+        url = make_url(raw)
+    except (exc.ArgumentError, ValueError) as error:  # unparsable, or a port that is not a number
+        raise InvalidDatabaseURL(f"not a database URL ({error})") from None
     backend = url.get_backend_name()
     if backend == "sqlite":
+        if url.host or url.port or url.username or url.password:
+            # sqlite://name.db reads "name.db" as a host; SQLAlchemy would only fail at connect time.
+            raise InvalidDatabaseURL(
+                "a SQLite URL has three slashes before the path: sqlite:///relative.db or sqlite:////abs/path.db"
+            )
         return url.set(drivername="sqlite+aiosqlite")
     if backend == "postgresql":
         return url.set(drivername="postgresql+asyncpg")
     raise UnsupportedDatabaseURL(f"unsupported database URL {url.render_as_string(hide_password=True)!r}")
+
+
+def checked_async_url(database_url: str) -> URL:
+    """`to_async_url`, plus what can be checked before connecting; raises InvalidDatabaseURL.
+
+    A directory given as the SQLite file is refused here: opening it fails inside aiosqlite's
+    thread, which then prints a traceback of its own next to the real error.
+    """
+    url = to_async_url(database_url)
+    path = _sqlite_path(url) if is_sqlite_url(url) else None
+    if path is not None and Path(path).expanduser().is_dir():
+        raise InvalidDatabaseURL(f"{path} is a directory, not a SQLite database file")
+    return url
 
 
 def _sqlite_path(url: URL) -> str | None:
@@ -84,7 +109,7 @@ def _postgres_connect_args(url: URL) -> tuple[URL, dict[str, Any]]:
 
 def create_engine(database_url: str, *, echo: bool = False) -> AsyncEngine:
     """Create an AsyncEngine for a ``sqlite:///`` or ``postgresql://`` URL."""
-    url = to_async_url(database_url)
+    url = checked_async_url(database_url)
     if is_sqlite_url(url):
         path = _sqlite_path(url)
         if path is None:

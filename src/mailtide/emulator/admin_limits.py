@@ -5,6 +5,7 @@ GET/PUT /_emulator/quota   {"profile": "gmail-2026", "userUnitsPerMinute": ..., 
                             "rejectionStyle": "429" | "403", "batchParallelism": 1, "resetUsage": true}
 GET/PUT /_emulator/faults  {"seed": 1, "methods": {"*": {"error500": 0.05, "reset": 0.02, "latencyMs": 5}},
                             "notifications": {"drop_rate": 0.1, "delay_seconds": 2}}
+                           (a method that is not a Gmail method of the emulator answers 400, naming them)
 """
 
 from __future__ import annotations
@@ -12,11 +13,15 @@ from __future__ import annotations
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends
+from fastapi.dependencies.models import Dependant
+from fastapi.routing import APIRoute
 from pydantic import BaseModel, ConfigDict, Field
 
+from mailtide.emulator import batch, gmail_api
 from mailtide.emulator.api_errors import invalid_argument
-from mailtide.emulator.faults import FaultSpecError, MethodFaults
+from mailtide.emulator.faults import FaultSpecError, MethodFaults, check_fault_methods
 from mailtide.emulator.gmail_api import emulator_state
+from mailtide.emulator.pubsub import http_api as pubsub_api
 from mailtide.emulator.pubsub.faults import NotificationFaults
 from mailtide.emulator.state import EmulatorState
 from mailtide.gmail.quota import quota_profile
@@ -45,6 +50,19 @@ class FaultSettings(BaseModel):
     seed: int | None = None
     methods: dict[str, dict[str, float]] = Field(default_factory=dict)
     notifications: dict[str, float] | None = None
+
+
+def fault_method_names() -> list[str]:
+    """The Gmail methods a fault rule can name: every route admitted as a Gmail call, and the batch."""
+    names = {route.name for route in batch.router.routes if isinstance(route, APIRoute)}
+    for route in (*gmail_api.router.routes, *pubsub_api.router.routes):
+        if isinstance(route, APIRoute) and _depends_on(route.dependant, gmail_api.user_mailbox):
+            names.add(route.name)
+    return sorted(names)
+
+
+def _depends_on(dependant: Dependant, call: Any) -> bool:
+    return dependant.call is call or any(_depends_on(sub, call) for sub in dependant.dependencies)
 
 
 def quota_json(state: EmulatorState) -> dict[str, Any]:
@@ -95,6 +113,7 @@ def get_faults(state: StateDep) -> dict[str, Any]:
 def set_faults(state: StateDep, body: FaultSettings) -> dict[str, Any]:
     """Replace every Gmail fault rule (and, when given, the push-notification faults)."""
     try:
+        check_fault_methods(body.methods, fault_method_names())
         rules = {method: MethodFaults.from_json(values) for method, values in body.methods.items()}
         notifications = NotificationFaults(**body.notifications) if body.notifications is not None else None
     except (FaultSpecError, TypeError, ValueError) as exc:

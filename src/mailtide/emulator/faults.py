@@ -12,7 +12,7 @@ import random
 import re
 import threading
 from collections import Counter
-from collections.abc import Mapping
+from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -124,6 +124,16 @@ class FaultInjector:
                 "methods": {method: faults.to_json() for method, faults in sorted(self._rules.items())},
                 "injected": injected,
             }
+
+
+def check_fault_methods(methods: Iterable[str], known: Collection[str]) -> None:
+    """FaultSpecError naming the known methods when a rule names another one (a typo would never fire)."""
+    unknown = sorted(set(methods) - set(known) - {ANY_METHOD})
+    if unknown:
+        raise FaultSpecError(
+            f"unknown Gmail method {', '.join(map(repr, unknown))}; known: {', '.join(sorted(known))} "
+            f"(or {ANY_METHOD!r} for every method)"
+        )
 
 
 def _duration(text: str) -> float:

@@ -96,7 +96,7 @@ def _encode_token(payload: dict[str, Any]) -> str:
 def _decode_token(token: str, kind: str) -> dict[str, Any]:
     try:
         payload = json.loads(base64.urlsafe_b64decode(token + "=" * (-len(token) % 4)))
-    except (ValueError, UnicodeDecodeError):
+    except (ValueError, UnicodeDecodeError, RecursionError):
         payload = None
     if not isinstance(payload, dict) or payload.get("t") != kind:
         raise invalid_argument(f"Invalid pageToken: {token!r}")

@@ -35,14 +35,18 @@ _ENVELOPE_RE = re.compile(
     rb"From \S+ +(?:Mon|Tue|Wed|Thu|Fri|Sat|Sun) (?:Jan|Feb|Mar|Apr|May|Jun|Jul|Aug|Sep|Oct|Nov|Dec) "
 )
 _TAKEOUT_ENVELOPE_RE = re.compile(rb"^From (\d{1,20})@xxx ")
+# An RFC 5322 header field: a name of printable ASCII without ':' or space, then ':'.
+_HEADER_LINE_RE = re.compile(rb"[!-9;-~]+[ \t]*:")
 
 
 @dataclass
 class LoadReport:
-    """What a load did: the new message ids and the files it left out (path, reason)."""
+    """What a load did: the new message ids, the files it left out and the files loaded although
+    they do not look like mail (path, reason)."""
 
     message_ids: list[str] = field(default_factory=list)
     skipped: list[tuple[str, str]] = field(default_factory=list)
+    doubtful: list[tuple[str, str]] = field(default_factory=list)
 
     def __len__(self) -> int:
         return len(self.message_ids)
@@ -50,10 +54,17 @@ class LoadReport:
 
 @dataclass
 class CollectedMessages:
-    """Messages read from sources but not yet inserted, and the files left out."""
+    """Messages read from sources but not yet inserted, the files left out, and the files loaded
+    although they do not look like mail (path, why): a README or a binary given by mistake."""
 
     items: list[NewMessage] = field(default_factory=list)
     skipped: list[tuple[str, str]] = field(default_factory=list)
+    doubtful: list[tuple[str, str]] = field(default_factory=list)
+
+    def extend(self, other: CollectedMessages) -> None:
+        self.items.extend(other.items)
+        self.skipped.extend(other.skipped)
+        self.doubtful.extend(other.doubtful)
 
 
 # ---------------------------------------------------------------- public API
@@ -148,7 +159,7 @@ def _load(mailbox: Mailbox, collected: CollectedMessages, record_history: bool) 
         "emulator.load.done",
         extra={"email": mailbox.email, "messages": len(ids), "skipped": len(collected.skipped)},
     )
-    return LoadReport(message_ids=ids, skipped=list(collected.skipped))
+    return LoadReport(message_ids=ids, skipped=list(collected.skipped), doubtful=list(collected.doubtful))
 
 
 def _walk(root: Path) -> Iterator[tuple[Path, tuple[str, ...]]]:
@@ -231,6 +242,8 @@ def _collect_file(
     if not raw.strip():
         out.skipped.append((str(path), "empty file"))
         return
+    if not looks_like_message(raw):
+        out.doubtful.append((str(path), "no header lines at the top (not an RFC 822 message, nor an mbox)"))
     stem = path.name.split(":", 1)[0]
     stem = stem.rsplit(".", 1)[0] if stem.lower().endswith(".eml") else stem
     preferred = stem if ID_RE.match(stem) else None  # GYB names files by Gmail id
@@ -238,6 +251,11 @@ def _collect_file(
     if len(folders) >= 1 and folders[-1] in ("new", "cur"):
         labels = _apply_maildir_flags(labels, folders[-1], path.name)
     out.items.append(_new_message(raw, tuple(labels), folders, preferred_id=preferred))
+
+
+def looks_like_message(raw: bytes) -> bool:
+    """Whether the bytes start as an RFC 822 message does: with a header field line."""
+    return _HEADER_LINE_RE.match(raw.lstrip(b"\r\n")) is not None
 
 
 def _apply_maildir_flags(labels: list[str], subdir: str, name: str) -> list[str]:

@@ -174,10 +174,10 @@ def build_state_from_paths(
         mailbox.check_label_ids(label_ids)  # fail once, not once per message
     collected = CollectedMessages()
     for path in paths:
-        found = collect_path(path, label_ids=label_ids)
-        collected.items.extend(found.items)
-        collected.skipped.extend(found.skipped)
-    report = load_collected(mailbox, collected)
-    for skipped_path, reason in report.skipped:
+        collected.extend(collect_path(path, label_ids=label_ids))
+    for skipped_path, reason in collected.skipped:
         logger.warning("emulator.load.skipped", extra={"path": skipped_path, "reason": reason})
+    for doubtful_path, reason in collected.doubtful:
+        logger.warning("emulator.load.not_mail", extra={"path": doubtful_path, "reason": reason})
+    load_collected(mailbox, collected)
     return state

@@ -274,6 +274,19 @@ async def update_account(engine: AsyncEngine | AsyncConnection, account_id: int,
         await engine.execute(stmt)
 
 
+async def clear_last_error(engine: AsyncEngine, account_id: int, *, seen: str | None) -> None:
+    """A sync step succeeded: forget the error the account showed when the step began. An error
+    recorded meanwhile (by another job) differs from `seen` and stays."""
+    if seen is None:
+        return
+    async with engine.begin() as conn:
+        await conn.execute(
+            accounts.update()
+            .where(accounts.c.id == account_id, accounts.c.last_error == seen)
+            .values(last_error=None)
+        )
+
+
 async def set_backfill_options(
     engine: AsyncEngine, account_id: int, *, newer_than: str | None, include_spam_trash: bool
 ) -> None:

@@ -36,6 +36,7 @@ from mailtide.store.accounts import (
     Account,
     InvalidBackfillWindow,
     advance_history_id,
+    clear_last_error,
     get_account,
     update_account,
 )
@@ -203,6 +204,8 @@ async def hand_over(services: SyncServices, account_id: int, anchor: int) -> Non
         backfill_finished_at=now(),
         last_sync_at=now(),
     )
+    # The backfill is complete: an error from an earlier failed attempt no longer describes the account.
+    await clear_last_error(services.engine, account_id, seen=account.last_error)
     log.info(
         "backfill.handed_over account_id=%s anchor=%s previous_cursor=%s", account_id, anchor, account.history_id
     )

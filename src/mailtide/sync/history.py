@@ -13,7 +13,7 @@ from mailtide.db.schema import STATUS_NORMAL
 from mailtide.gmail.errors import GmailError
 from mailtide.gmail.models import HistoryPage, HistoryRecord
 from mailtide.queue.jobs import Job, JobContext
-from mailtide.store.accounts import advance_history_id, get_account, update_account
+from mailtide.store.accounts import advance_history_id, clear_last_error, get_account, update_account
 from mailtide.store.messages import LabelChangeResult, apply_label_change, known_ids, mark_deleted
 from mailtide.store.sql import now
 from mailtide.sync import jobtypes
@@ -60,6 +60,8 @@ async def handle_history_sync(services: SyncServices, job: Job, ctx: JobContext)
                 continue
             await advance_history_id(services.engine, account_id, page.history_id, last_sync_at=now())
             break
+    # Caught up with Gmail: an error from an earlier failed sync no longer describes the account.
+    await clear_last_error(services.engine, account_id, seen=account.last_error)
     await ctx.step("synced", {**totals, "from": start, "to": page.history_id})
 
 
