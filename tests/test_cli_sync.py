@@ -139,3 +139,38 @@ def test_sync_after_a_killed_sync_says_it_waits_for_the_rescue(tmp_path: Path) -
         ), second.stderr
         assert "sync incomplete" not in said  # the rescued job ran in this sync, after its backoff
         assert mirrored(db) == len(mailbox.message_ids())
+
+
+def test_sync_waits_out_a_short_retry_instead_of_giving_up(tmp_path: Path) -> None:
+    """Regression: a job waiting out a 2 s backoff (here after a cut-off messages.list reply) made
+    `sync` exit 1 with "run `mailtide sync` again later" instead of running it when due."""
+    state = EmulatorState(seed=4)
+    mailbox = state.add_user(EMAIL, client_id="cid", client_secret="secret", refresh_token="rt")
+    mailbox.load_path(TAKEOUT)
+    db = tmp_path / "mirror.db"
+    with EmulatorServer(state) as server:
+        add_token(db, server.url)
+        state.faults.configure({"messages.list": MethodFaults(truncate=1.0)})
+        with subprocess.Popen(
+            [sys.executable, "-m", "mailtide", "--db", str(db), "sync", EMAIL],
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=cli_env(server.url),
+        ) as sync:
+            deadline = time.monotonic() + 60
+            while not _job_failed_once(db):  # the backfill page failed and waits out its backoff
+                assert sync.poll() is None and time.monotonic() < deadline, "the page never failed"
+                time.sleep(0.1)
+            state.faults.configure({})
+            out, err = sync.communicate(timeout=60)
+    assert sync.returncode == 0, out + err
+    assert "retrying backfill.gmail" in err and "malformedResponse" in err
+    assert mirrored(db) == 39
+
+
+def _job_failed_once(db: Path) -> bool:
+    try:
+        with sqlite3.connect(db) as conn:
+            row = conn.execute("SELECT count(*) FROM jobs WHERE attempts = 1 AND state = 'queued' "
+                               "AND last_error IS NOT NULL").fetchone()
+    except sqlite3.OperationalError:  # not created yet, or busy: look again
+        return False
+    return bool(row[0])

@@ -24,11 +24,11 @@ from mailtide.commands.status import print_status
 from mailtide.commands.status import status as status_command
 from mailtide.commands.verify import verify as verify_command
 from mailtide.config import ConfigError, Settings, load_settings
+from mailtide.db.schema import QUEUED
 from mailtide.observability.logs import setup_logging
 from mailtide.queue.job_queue import JobQueue
 
 if TYPE_CHECKING:
-    from mailtide.queue.stranded import Stranded
     from mailtide.runtime import Runtime
 
 app = typer.Typer(help="mailtide: a complete, queryable local mirror of Gmail mailboxes.", no_args_is_help=True)
@@ -44,6 +44,8 @@ app.command("emulator")(emulator_command)
 accounts_app.command("backfill-options")(backfill_options_command)
 console = Console()
 err_console = Console(stderr=True)
+# `mailtide sync` waits for a retry due within this many seconds; a longer backoff is reported instead.
+RETRY_WAIT_SECONDS = 10.0
 
 
 def _database_url(db: str | None) -> str | None:
@@ -164,8 +166,7 @@ def sync(
             deadline = started + timeout
             try:
                 await worker.run_until_idle(timeout)
-                if stranded:
-                    await _run_rescued(rt, stranded, deadline)
+                await _run_retries(rt, acct.id, deadline)
             except TimeoutError:
                 err_console.print(f"[red]error:[/] the sync did not finish within {timeout:.0f} s")
             acct = await get_account(rt.engine, acct.id)
@@ -180,14 +181,19 @@ def sync(
         raise typer.Exit(1)
 
 
-async def _run_rescued(rt: Runtime, stranded: Stranded, deadline: float) -> None:
-    """A rescued job waits out a short backoff, which run_until_idle counts as idle: wait for it and
-    run it too, rather than stop and ask for another `mailtide sync`."""
-    while waiting := await stranded.awaiting_rerun(rt.queue):
-        due_at = min(job.not_before for job in waiting)
-        if due_at >= deadline:
-            return  # parked, or not due before the deadline: reported as unfinished
-        await asyncio.sleep(max(0.0, due_at - time.time()))
+async def _run_retries(rt: Runtime, account_id: int, deadline: float) -> None:
+    """Jobs of the account waiting out a short retry backoff (a transient Gmail error, a job rescued
+    from a killed worker) are part of this sync, though run_until_idle counts them as idle: wait
+    for each and run it, rather than stop and ask for another `mailtide sync`. Longer waits (and
+    jobs parked until re-authorisation) are reported as unfinished instead."""
+    while waiting := await rt.queue.list_jobs(state=QUEUED, account_id=account_id):
+        job = min(waiting, key=lambda j: j.not_before)
+        wait = job.not_before - time.time()
+        if wait > RETRY_WAIT_SECONDS or job.not_before >= deadline:
+            return
+        reason = (job.last_error or "").strip().splitlines()[-1:] or ["scheduled"]
+        err_console.print(f"retrying {job.type} (job {job.id}) in {max(0.0, wait):.0f} s: {escape(reason[0])}")
+        await asyncio.sleep(max(0.0, wait))
         await rt.worker().run_until_idle(max(0.1, deadline - time.time()))
 
 

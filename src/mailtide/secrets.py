@@ -15,7 +15,6 @@ import logging
 import os
 import stat
 import threading
-import time
 from pathlib import Path
 
 from cryptography.fernet import Fernet, InvalidToken
@@ -97,17 +96,22 @@ def _load_or_create_key_file(path: Path | None) -> bytes:
         pass
     path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
     key = Fernet.generate_key()
+    # Written in full under a private name, then linked into place: the key file appears complete
+    # or not at all (a reader never sees it half-written), and when processes start together
+    # exactly one link succeeds; the others read the winner's key.
+    draft = path.with_name(f".{path.name}.{os.getpid()}.{os.urandom(4).hex()}")
+    fd = os.open(draft, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     try:
-        # O_EXCL: when two processes start together exactly one creates the key; the other reads it.
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    except FileExistsError:
-        for _ in range(50):  # the creator may not have written it yet
-            if path.stat().st_size > 0:
-                break
-            time.sleep(0.01)
-        return _read_key_file(path)
-    with os.fdopen(fd, "wb") as out:
-        out.write(key + b"\n")
+        with os.fdopen(fd, "wb") as out:
+            out.write(key + b"\n")
+            out.flush()
+            os.fsync(out.fileno())
+        try:
+            os.link(draft, path)
+        except FileExistsError:
+            return _read_key_file(path)
+    finally:
+        draft.unlink(missing_ok=True)
     logger.warning("secrets.key_created path=%s (back it up: without it stored tokens cannot be read)", path)
     return key
 

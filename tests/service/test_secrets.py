@@ -44,7 +44,9 @@ def test_processes_starting_together_agree_on_one_key(tmp_path: Path) -> None:
         t.start()
     for t in threads:
         t.join()
+    assert len(sealed) == len(boxes)  # no thread failed (e.g. on a key file read half-written)
     assert all(box.decrypt(s) == "x" for box in boxes for s in sealed)
+    assert [p.name for p in (tmp_path / "k").iterdir()] == ["secret.key"]  # no draft left behind
 
 
 def test_a_key_from_the_environment_and_a_wrong_key(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

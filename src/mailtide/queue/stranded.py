@@ -1,7 +1,6 @@
 """Running jobs whose worker is gone (killed, say): they hold the queue until the rescuer hands them out
 again (Worker: once their heartbeat is `stale_after_seconds` old), and a rescued job then waits out a
-short backoff. Found here so a command that waits for the queue can say why it waits, and wait for
-the rescued jobs to run rather than stop while they sit in their backoff."""
+short backoff. Found here so a command that waits for the queue can say why it waits."""
 
 from __future__ import annotations
 
@@ -10,9 +9,7 @@ import socket
 import time
 from dataclasses import dataclass
 
-from mailtide.db.schema import QUEUED
 from mailtide.queue.job_queue import JobQueue
-from mailtide.queue.jobs import Job
 
 MAX_LISTED = 1000
 
@@ -31,15 +28,6 @@ class Stranded:
             f"waiting for {count} job(s) of a stopped worker to be rescued "
             f"(heartbeat {self.oldest_heartbeat_age:.0f} s old; rescued after {self.rescue_after:.0f} s)"
         )
-
-    async def awaiting_rerun(self, queue: JobQueue) -> list[Job]:
-        """Those rescued and queued again that have not run since."""
-        waiting = []
-        for job_id, attempts in self.attempts.items():
-            job = await queue.get(job_id)
-            if job is not None and job.state == QUEUED and job.attempts == attempts:
-                waiting.append(job)
-        return waiting
 
 
 def worker_process_gone(worker_id: str | None) -> bool:
