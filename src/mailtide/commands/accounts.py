@@ -184,7 +184,7 @@ def add_token(
     client_secret: Annotated[str, typer.Option(help="OAuth client secret.")] = "",
     backfill: Annotated[bool, typer.Option(help="Enqueue the first backfill (new accounts only).")] = True,
     replace: Annotated[
-        bool, typer.Option("--replace", help="The account exists: replace its credential and resume its sync.")
+        bool, typer.Option("--replace", help="If the account exists: replace its credential and resume its sync.")
     ] = False,
     verify: Annotated[
         bool, typer.Option("--verify/--no-verify", help="Check with Gmail that the token works and is EMAIL's.")

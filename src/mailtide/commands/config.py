@@ -55,6 +55,12 @@ def _toml_value(value: Any) -> str:
 
 @app.command("show")
 def show(ctx: typer.Context) -> None:
-    """Print the effective configuration as TOML (unset optional keys as comments)."""
+    """Print the effective configuration as TOML (unset optional keys and secrets as comments)."""
     for name, value in redacted_settings(settings_from_context(ctx)).items():
-        typer.echo(f"# {name} = (not set)" if value is None else f"{name} = {_toml_value(value)}")
+        if value is None:
+            typer.echo(f"# {name} = (not set)")
+        elif value == REDACTED:
+            # Commented out: read back, the placeholder would become the secret.
+            typer.echo(f"# {name} = (set; redacted)")
+        else:
+            typer.echo(f"{name} = {_toml_value(value)}")
