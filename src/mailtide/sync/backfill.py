@@ -60,20 +60,18 @@ def page_key(account_id: int, anchor: int, run: int | None, page_no: int) -> str
 async def start_backfill(services: SyncServices, account_id: int, *, recovery: bool, reason: str) -> Job | None:
     """Enqueue page 1 of a backfill unless one is already queued or running for the account.
 
-    The check and the enqueue share one transaction, so concurrent requests start one backfill."""
-    payload = {"recovery": recovery, "reason": reason}
-    spec = jobtypes.backfill_page_spec(account_id, payload, key=f"backfill:{account_id}")
+    The check and the enqueue share one transaction, so concurrent requests start one backfill.
+    Over a mirror that already holds mail the backfill is always a recovery: it ingests only the
+    ids the mirror lacks, so only the reconcile ending a recovery applies what was deleted or
+    relabelled since that mail was mirrored (after a first backfill that failed half-way, say)."""
     async with services.engine.begin() as conn:
         active_id = await jobtypes.active_backfill_job_id(conn, account_id)
         if active_id is not None:
             log.info("backfill.already_active account_id=%s job_id=%s", account_id, active_id)
             return None
-        if not recovery and await has_mirrored_messages(conn, account_id):
-            # A backfill ingests only the ids the mirror lacks: over mail mirrored earlier (a first
-            # backfill that failed half-way, say) only a reconcile applies what was deleted or
-            # relabelled since.
-            recovery = True
-            spec = jobtypes.backfill_page_spec(account_id, {**payload, "recovery": True}, key=spec.idempotency_key)
+        recovery = recovery or await has_mirrored_messages(conn, account_id)
+        payload = {"recovery": recovery, "reason": reason}
+        spec = jobtypes.backfill_page_spec(account_id, payload, key=f"backfill:{account_id}")
         job, created = await services.queue.enqueue(spec, conn=conn)
         if not created:
             log.info("backfill.already_active account_id=%s job_id=%s", account_id, job.id)
