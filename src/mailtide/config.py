@@ -259,6 +259,10 @@ def _describe(err: Any) -> str:
     if not err["loc"]:
         return str(err["msg"]).removeprefix("Value error, ")
     key, *inside = (str(p) for p in err["loc"])
+    if err["type"] == "extra_forbidden":  # only a file can hold an unknown key: the environment's are ignored
+        close = difflib.get_close_matches(key, list(Settings.model_fields), n=1, cutoff=0.75)
+        hint = f" (did you mean {close[0]}?)" if close else ""
+        return f"{key}: not a mailtide setting{hint}; docs/configuration.md lists them"
     message = str(err["msg"]).removeprefix("Value error, ")
     where = f" at {'.'.join(inside)}" if inside else ""  # a list item or a table entry
     return f"{key} ({ENV_PREFIX}{key.upper()}){where}: {message}"

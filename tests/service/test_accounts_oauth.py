@@ -201,3 +201,4 @@ def test_config_show_redacts_secrets(tmp_path: Path) -> None:
     unknown.write_text("worker_concurency = 3\n")
     result = cli.run("--config", str(unknown), "config", "show")
     assert result.returncode == 2 and "worker_concurency" in result.stderr
+    assert "did you mean worker_concurrency?" in result.stderr and "MAILTIDE_WORKER_CONCURENCY" not in result.stderr
