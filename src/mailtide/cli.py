@@ -191,18 +191,23 @@ async def _run_retries(rt: Runtime, account_id: int, deadline: float) -> None:
         wait = job.not_before - time.time()
         if wait > RETRY_WAIT_SECONDS or job.not_before >= deadline:
             return
-        reason = (job.last_error or "").strip().splitlines()[-1:] or ["scheduled"]
-        err_console.print(f"retrying {job.type} (job {job.id}) in {max(0.0, wait):.0f} s: {escape(reason[0])}")
+        reason = _last_line(job.last_error, "scheduled")
+        err_console.print(f"retrying {job.type} (job {job.id}) in {max(0.0, wait):.0f} s: {escape(reason)}")
         await asyncio.sleep(max(0.0, wait))
         await rt.worker().run_until_idle(max(0.1, deadline - time.time()))
 
 
+def _last_line(error: str | None, default: str) -> str:
+    """The line of a recorded error that says what went wrong (a traceback's last)."""
+    lines = (error or "").strip().splitlines()
+    return lines[-1] if lines else default
+
+
 def _needs_reauth(email: str, last_error: str | None) -> str:
-    reason = (last_error or "").strip().splitlines()[-1:] or ["no reason recorded"]
     return (
         f"account {email} needs re-authorisation: run `mailtide accounts reauth {email}` "
         f"(or `mailtide accounts add-token {email} --replace ...` with a new refresh token); "
-        f"its jobs wait until then. Reason: {reason[0]}"
+        f"its jobs wait until then. Reason: {_last_line(last_error, 'no reason recorded')}"
     )
 
 
@@ -213,7 +218,7 @@ async def _unfinished_jobs(queue: JobQueue, account_id: int, *, since: float) ->
     if not waiting and not failed:
         return None
     example = next((j for j in waiting + failed if j.last_error), None)
-    reason = (example.last_error or "").strip().splitlines()[-1] if example else "no error recorded"
+    reason = _last_line(example.last_error if example else None, "no error recorded")
     return (
         f"{len(waiting)} job(s) waiting to retry, {len(failed)} failed; last error: {reason} "
         "(run `mailtide sync` again later, or see `mailtide jobs list`)"
