@@ -18,7 +18,7 @@ from contextlib import asynccontextmanager
 from typing import Any
 
 import sqlalchemy as sa
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from mailtide.db.schema import (
@@ -74,10 +74,23 @@ def _canceled_or(state: str) -> sa.ColumnElement[Any]:
     return sa.case((jobs.c.cancel_requested, CANCELED), else_=state)
 
 
+DEADLOCK_DETECTED = "40P01"  # PostgreSQL's SQLSTATE
+
+
 def _violated_constraint(exc: IntegrityError) -> str | None:
     """The constraint or unique index an IntegrityError names, when the driver tells (asyncpg:
     `constraint_name` of its exception, which SQLAlchemy's adapter chains as the cause)."""
     return getattr(exc.orig.__cause__, "constraint_name", None) if exc.orig is not None else None
+
+
+def _is_claim_race(exc: DBAPIError) -> bool:
+    """Concurrent claimers starting jobs of the same lanes (PostgreSQL): one meets the other's new
+    entry in the running-lane index, or, when each waits for the other's entry, the deadlock
+    detector cancels one of them. Either way, claiming again sees those lanes busy and skips them."""
+    if isinstance(exc, IntegrityError):
+        return _is_running_lane_conflict(exc)
+    driver_error = exc.orig.__cause__ if exc.orig is not None else None
+    return getattr(driver_error, "sqlstate", None) == DEADLOCK_DETECTED
 
 
 def _is_running_lane_conflict(exc: IntegrityError) -> bool:
@@ -293,12 +306,10 @@ class JobQueue:
             try:
                 async with self._single_statements() as conn:
                     rows = (await conn.execute(statement, parameters)).all()
-            except IntegrityError as exc:
-                if not _is_running_lane_conflict(exc):
+            except DBAPIError as exc:
+                if not _is_claim_race(exc):
                     raise
-                # PostgreSQL: another claimer started a job of the same lane a moment before us;
-                # the next attempt sees that lane as busy and skips it.
-                logger.debug("queue.claim_lane_conflict worker_id=%s", worker_id)
+                logger.debug("queue.claim_lane_race worker_id=%s error=%s", worker_id, type(exc.orig).__name__)
                 continue
             claimed = sorted((job_from_row(r) for r in rows), key=lambda j: (-j.priority, j.id))
             for job in claimed:
